@@ -1,0 +1,50 @@
+# Two commands matter: `make run` (set up, build the demo register, do the main job) and
+# `make test`. Everything installs into .venv from the package registries; nothing else is
+# downloaded at run time.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+# The demo register: Region Nordjylland at full density, 2020-2025 (about a minute to build).
+DATA ?= data
+DEMO_AREA ?= 1081
+DEMO_YEARS ?= 2020:2025
+SEED ?= 2026
+
+.PHONY: run test lint bench install binder-check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+GENERATOR_INPUTS := $(shell find workbench/data -name '*.py' 2>/dev/null) \
+	$(wildcard parameters/*.yaml) $(wildcard data/reference/*.csv)
+
+$(DATA)/workbench.duckdb: $(STAMP) $(GENERATOR_INPUTS)
+	$(BIN)/workbench data generate --area $(DEMO_AREA) --years $(DEMO_YEARS) --seed $(SEED) --data $(DATA)
+	@touch $@
+
+run: $(DATA)/workbench.duckdb
+	$(BIN)/workbench data info --data $(DATA)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+# Binder can't run here (no Docker engine): install binder/ into a fresh venv and run postBuild.
+binder-check:
+	bash binder/check.sh
+
+clean:
+	rm -rf $(VENV) $(DATA)/register $(DATA)/ground_truth $(DATA)/reports $(DATA)/workbench.duckdb

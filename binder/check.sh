@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# What Binder would do, without Docker: a fresh venv, binder/requirements.txt, then postBuild,
+# run from a copy of the repository so the working tree's data/ is left alone.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 tar cf - ) | (mkdir -p "$work/repo" && cd "$work/repo" && tar xf -)
+python3 -m venv "$work/venv"
+export PATH="$work/venv/bin:$PATH"
+python -m pip install -q --upgrade pip
+python -m pip install -q -r "$work/repo/binder/requirements.txt"
+cd "$work/repo"
+DEMO_AREA="${DEMO_AREA:-741}" bash binder/postBuild
+workbench data info
+echo "binder-check: OK (requirements installed, postBuild built the demo register)"
