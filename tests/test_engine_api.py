@@ -1,0 +1,78 @@
+"""The public API: connect() to a database file or backend; compare() a unit with its context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from engine_fixtures import MORPHINE, rows, world
+
+import workbench.engine as engine
+from workbench.engine import Workbench, connect
+
+
+def small_world():
+    reg = world()
+    reg.person("p1").listing("p1", "000001", "2020-01-01")  # cluster K1, region 1081
+    reg.person("p3").listing("p3", "000003", "2020-01-01")  # cluster K2, region 1081
+    reg.person("p4").listing("p4", "000004", "2020-01-01")  # cluster K3, region 1084
+    reg.redeem("p1", "2024-02-01", MORPHINE, packs=2, prescriber="000001")  # 20 DDD
+    reg.redeem("p3", "2024-02-01", MORPHINE, packs=1, prescriber="000003")  # 10 DDD
+    reg.redeem("p4", "2024-02-01", MORPHINE, packs=4, prescriber="000004")  # 40 DDD
+    return reg
+
+
+def test_public_names() -> None:
+    assert set(engine.__all__) >= {"connect", "Workbench", "parse_period", "period_series"}
+
+
+def test_connect_opens_a_database_file_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "workbench.duckdb"
+    small_world().backend(path).disconnect()
+    session = connect(path)
+    assert isinstance(session, Workbench)
+    table = session.measures("opioids", "nation", "2024", measures=["patients", "ddd"])
+    assert rows(table)[["patients", "ddd"]].values.tolist() == [[3, 70]]
+    with pytest.raises(Exception, match="read-only"):
+        session.con.raw_sql("CREATE TABLE scratch (x INTEGER)")
+
+
+def test_connect_defaults_to_the_dataset_database(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="workbench.duckdb"):
+        connect()
+    small_world().backend(tmp_path / "workbench.duckdb").disconnect()
+    assert connect().measures(None, "nation", "2024", measures="listed").count().execute() == 1
+
+
+def test_compare_puts_a_practice_beside_its_cluster_region_and_nation() -> None:
+    session = small_world().session()
+    table = session.compare("000001", "practice", "opioids", "2024", measures=["patients", "ddd"])
+    got = rows(table).set_index("level")[["unit_id", "patients", "ddd"]]
+    assert got.to_dict("index") == {
+        "practice": {"unit_id": "000001", "patients": 1, "ddd": 20},
+        "cluster": {"unit_id": "K1", "patients": 1, "ddd": 20},
+        "region": {"unit_id": "1081", "patients": 2, "ddd": 30},  # 000001 + 000003
+        "nation": {"unit_id": "DK", "patients": 3, "ddd": 70},
+    }
+
+
+@pytest.mark.parametrize(
+    ("unit", "level", "context"),
+    [
+        ("K2", "cluster", [("cluster", "K2"), ("region", "1081"), ("nation", "DK")]),
+        ("101", "municipality", [("municipality", "101"), ("region", "1084"), ("nation", "DK")]),
+        ("1084", "region", [("region", "1084"), ("nation", "DK")]),
+        ("DK", "nation", [("nation", "DK")]),
+    ],
+)
+def test_compare_context_of_other_levels(unit: str, level: str, context: list) -> None:
+    session = small_world().session()
+    assert session.context_of(unit, level) == context
+    compared = session.compare(unit, level, "opioids", "2024", measures="patients")
+    assert sorted(rows(compared).level) == sorted(lvl for lvl, _ in context)
+
+
+def test_compare_an_unknown_unit_says_so() -> None:
+    with pytest.raises(ValueError, match="no practice belongs to cluster 'K9'"):
+        small_world().session().compare("K9", "cluster", "opioids", "2024")

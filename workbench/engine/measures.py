@@ -1,0 +1,219 @@
+"""The measures (*effektmål*), exactly to the contract, as one lazy Ibis expression.
+
+The rules that shape the code:
+
+* **patients** are distinct persons whose *net* DDD within the filters, unit, period, group and
+  breakdown cell is > 0. So the engine first sums DDD per person at exactly the grain asked and
+  only then counts; patients are never added up across periods, groups, units or cells (a person
+  treated in two practices of a cluster is one patient of the cluster, and one whose return nets
+  their DDD to zero is no patient at all).
+* **rates are ratios of sums**: patients or DDD of the cell over the listed persons of the cell,
+  where the listed persons are split only by person dimensions (sex, age) — a rate by product or
+  by consumption group divides by all listed persons of the unit.
+* **every unit appears**: the result starts from every unit of the level × period × group, so a
+  practice with listed persons and no redemptions shows 0 patients, not a missing row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ibis
+import ibis.expr.types as ir
+
+from workbench.definitions import Definitions
+from workbench.engine.facts import ALL_DRUGS, GP, redemption_facts, select_groups
+from workbench.engine.listed import listed_persons
+from workbench.engine.marts import Marts
+from workbench.engine.patients import consumption_groups, starts
+from workbench.engine.periods import periods_table
+from workbench.engine.persons import add_person_attributes
+from workbench.engine.query import (
+    PATIENT_DIMS,
+    PERSON_DIMS,
+    REDEMPTION_DIMS,
+    UNDER_3_MONTHS,
+    Query,
+    apply_filters,
+)
+from workbench.engine.registers import Registers
+from workbench.engine.units import NATION_ID, unit_ids, unit_map
+
+
+def _in_units(selected: ir.Table, practices: ir.Table, query: Query) -> ir.Table:
+    """The selected redemptions that count for a unit of the level, with its ``unit_id``.
+
+    With ``non_gp`` (nation level only) the redemptions of no practice are kept too, at the
+    nation, labelled by ``prescriber``.
+    """
+    units = None if query.units is None else list(query.units)
+    attributed = selected.filter(selected.practice_id.notnull()).join(
+        unit_map(practices, query.level, units), "practice_id"
+    )
+    if not query.non_gp or (units is not None and NATION_ID not in units):
+        return attributed
+    others = selected.filter(selected.practice_id.isnull()).mutate(unit_id=ibis.literal(NATION_ID))
+    return ibis.union(attributed, others.select(*attributed.columns))
+
+
+def _stored_days(marts: Marts | None, query: Query, definitions: Definitions) -> ir.Table | None:
+    """The marts' redemption days of the query's groups, if they hold them (group ids only)."""
+    if marts is None or query.groups is None:
+        return None
+    if any(item not in definitions.groups for item in query.groups):
+        return None
+    return marts.days.filter(marts.days.group.isin(list(query.groups)))
+
+
+def _with_patient_dims(
+    rows: ir.Table, selected: ir.Table, periods: ir.Table, query: Query, days: ir.Table | None
+) -> ir.Table:
+    """Add the consumption group and started/continued asked for, judged on ``selected``
+    (every prescriber, no other filter)."""
+    key = ["person_id", "group", "period"]
+    wanted = {*query.dims(PATIENT_DIMS), *query.filters_of(PATIENT_DIMS)}
+    if "consumption_group" in wanted:
+        groups = consumption_groups(selected, periods)
+        rows = rows.left_join(groups, key).drop(*(f"{k}_right" for k in key))
+        # Someone whose only redemption is before the 365-day window (1 January of a leap
+        # year) redeemed no DDD in it: under 3 months.
+        rows = rows.mutate(consumption_group=rows.consumption_group.fill_null(UNDER_3_MONTHS))
+    if "started" in wanted:
+        judged = starts(selected, periods, days)
+        rows = rows.left_join(judged, key).drop(*(f"{k}_right" for k in key))
+    return rows
+
+
+def _cell_rows(
+    reg: Registers,
+    definitions: Definitions,
+    query: Query,
+    periods: ir.Table,
+    marts: Marts | None,
+) -> ir.Table:
+    """Every redemption of the query's units, periods and filters with the cell it falls in."""
+    if marts is None:
+        facts = redemption_facts(reg.redemptions, reg.products, reg.practices, definitions)
+    else:
+        facts = marts.facts
+    selected = select_groups(facts, query.groups, definitions)
+    rows = _in_units(selected, reg.practices, query)
+    rows = rows.join(
+        periods,
+        [rows.dispensed_on >= periods.period_start, rows.dispensed_on < periods.period_end],
+    )
+    rows = apply_filters(rows, query.filters_of(REDEMPTION_DIMS))
+    if query.needs(PERSON_DIMS):
+        rows = add_person_attributes(rows, reg.persons, definitions)
+        rows = apply_filters(rows, query.filters_of(PERSON_DIMS))
+    if query.needs(PATIENT_DIMS):
+        days = _stored_days(marts, query, definitions)
+        rows = _with_patient_dims(rows, selected, periods, query, days)
+        rows = apply_filters(rows, query.filters_of(PATIENT_DIMS))
+    return rows
+
+
+def _patients_and_ddd(rows: ir.Table, grain: Sequence[str]) -> ir.Table:
+    """Net DDD per person at ``grain``, then patients (net > 0) and DDD per cell."""
+    per_person = rows.group_by(["person_id", *grain]).aggregate(net=rows.ddd.sum())
+    return per_person.group_by(list(grain)).aggregate(
+        patients=per_person.count(where=per_person.net > 0),
+        ddd=per_person.net.sum(),
+    )
+
+
+def _outer_join(left: ir.Table, right: ir.Table, keys: Sequence[str]) -> ir.Table:
+    """A full outer join that keeps one column per key (the value from either side)."""
+    joined = left.outer_join(right, list(keys))
+    return joined.mutate(**{k: ibis.coalesce(joined[k], joined[f"{k}_right"]) for k in keys}).drop(
+        *(f"{k}_right" for k in keys)
+    )
+
+
+def _frame(reg: Registers, query: Query, periods: ir.Table, listed: ir.Table) -> ir.Table:
+    """Every unit × period × group (× person cell with listed persons): the rows that must be
+    there even without a single redemption."""
+    units = None if query.units is None else list(query.units)
+    names = list(query.groups) if query.groups is not None else [ALL_DRUGS]
+    frame = (
+        unit_ids(reg.practices, query.level, units)
+        .cross_join(periods.select("period"))
+        .cross_join(ibis.memtable({"group": names}, schema={"group": "string"}))
+    )
+    if query.non_gp:
+        frame = frame.mutate(prescriber=ibis.literal(GP))
+    person_dims = query.dims(PERSON_DIMS)
+    if person_dims:
+        cells = listed.select("unit_id", "period", *person_dims)
+        frame = frame.left_join(cells, ["unit_id", "period"]).drop("unit_id_right", "period_right")
+    return frame
+
+
+def _add_share(table: ir.Table, rows: ir.Table, query: Query, grain: Sequence[str]) -> ir.Table:
+    """share = patients of the cell / patients of the group (in the same unit, period, filters,
+    and the ``share_within`` breakdowns), each counted at its own grain."""
+    coarse = [k for k in grain if k not in query.by or k in query.share_within]
+    totals = _patients_and_ddd(rows, coarse).select(*coarse, group_patients="patients")
+    joined = table.left_join(totals, coarse).drop(*(f"{k}_right" for k in coarse))
+    share = ibis.ifelse(
+        joined.group_patients > 0, joined.patients / joined.group_patients, ibis.null("float64")
+    )
+    return joined.mutate(share=share).drop("group_patients")
+
+
+def _ratio(numerator: ir.NumericValue, listed: ir.NumericValue) -> ir.FloatingValue:
+    return ibis.ifelse(listed > 0, numerator / listed * 1000, ibis.null("float64"))
+
+
+def compute_measures(
+    reg: Registers, definitions: Definitions, query: Query, marts: Marts | None = None
+) -> ir.Table:
+    """The lazy measures table of a checked :class:`Query`, from ``marts`` when given (the same
+    answer, faster) or else from the raw register tables.
+
+    Columns: ``level``, ``unit_id``, ``period``, ``group`` (unless no groups were asked),
+    ``prescriber`` (with ``non_gp``), the breakdowns in the order asked, then the measures.
+    """
+    periods = periods_table(query.periods)
+    person_dims = query.dims(PERSON_DIMS)
+    extra = ["prescriber"] if query.non_gp else []
+    grain = ["unit_id", "period", "group", *extra, *query.by]
+    rows = _cell_rows(reg, definitions, query, periods, marts)
+    listed = listed_persons(
+        reg.listings,
+        reg.practices,
+        reg.persons,
+        periods,
+        definitions,
+        level=query.level,
+        units=None if query.units is None else list(query.units),
+        by=person_dims,
+        filters=query.filters_of(PERSON_DIMS),
+    )
+    frame = _frame(reg, query, periods, listed)
+    table = _outer_join(
+        frame, _patients_and_ddd(rows, grain), ["unit_id", "period", "group", *extra, *person_dims]
+    )
+    listed_keys = ["unit_id", "period", *person_dims]
+    table = table.left_join(listed, listed_keys).drop(*(f"{k}_right" for k in listed_keys))
+    table = table.join(periods.select("period", "period_days"), "period")
+    table = table.mutate(
+        patients=table.patients.fill_null(0),
+        ddd=table.ddd.fill_null(0.0),
+        listed=table.listed.fill_null(0.0),
+    )
+    if "share" in query.measures:
+        table = _add_share(table, rows, query, grain)
+    table = table.mutate(
+        patients_per_1000=_ratio(table.patients, table.listed),
+        ddd_per_1000=_ratio(table.ddd, table.listed),
+        ddd_per_1000_per_day=_ratio(table.ddd, table.listed) / table.period_days,
+    )
+    group = [] if query.groups is None else ["group"]
+    return table.select(
+        level=ibis.literal(query.level),
+        unit_id=table.unit_id,
+        period=table.period,
+        **{c: table[c] for c in (*group, *extra, *query.by)},
+        **{m: table[m] for m in query.measures},
+    )
