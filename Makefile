@@ -40,7 +40,7 @@ test: $(STAMP) lint
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python tests/bench/run.py
 
 # Binder can't run here (no Docker engine): install binder/ into a fresh venv and run postBuild.
 binder-check:

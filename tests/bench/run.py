@@ -1,0 +1,170 @@
+"""``make bench``: the speed and memory figures the issues set targets for.
+
+Benchmarks are measured, printed and saved — never asserted in timed tests, which would be flaky
+on a shared 2-core machine. Each benchmark runs the real command in a child process and samples
+the resident memory of the whole process tree, so the figure is what an operator would see.
+
+Usage: ``python tests/bench/run.py [NAME ...] [--data DIR]``; results go to
+``tests/bench/results/<name>.json`` and a combined ``latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+RESULTS = HERE / "results"
+WORKBENCH = str(Path(sys.executable).parent / "workbench")
+
+
+@dataclass
+class Sample:
+    """Wall time and peak resident memory of a child process tree."""
+
+    seconds: float
+    peak_rss_bytes: int
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> Sample:
+    """Run ``cmd`` and sample the tree's RSS every 0.1 s (children included)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    )
+    peak = 0
+    timeline: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        parent = psutil.Process(proc.pid)
+        while not stop.is_set():
+            try:
+                procs = [parent, *parent.children(recursive=True)]
+                rss = sum(p.memory_info().rss for p in procs)
+            except psutil.Error:
+                rss = 0
+            peak = max(peak, rss)
+            timeline.append((round(time.perf_counter() - start, 2), rss))
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    stop.set()
+    sampler.join()
+    return Sample(time.perf_counter() - start, peak, proc.returncode, out, err, timeline)
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def bench_generate_nation(data: Path) -> dict:
+    """Issue 2: the national register 2020-2025, generated and loaded (≤ 10 min, ≤ 8 GiB)."""
+    cmd = [
+        WORKBENCH,
+        "data",
+        "generate",
+        "--area",
+        "nation",
+        "--years",
+        "2020:2025",
+        "--seed",
+        "2026",
+        "--data",
+        str(data),
+        "--no-progress",
+    ]
+    sample = run_measured(cmd)
+    if sample.returncode != 0:
+        raise RuntimeError(f"generate failed:\n{sample.stderr[-3000:]}")
+    phases = json.loads((data / "reports" / "generation.json").read_text())
+    tables = []
+    for table, info in phases["tables"].items():
+        tables.append(
+            {
+                "table": table,
+                "rows": info["rows"],
+                "seconds": info["seconds"],
+                "rows_per_second": round(info["rows"] / info["seconds"])
+                if info["seconds"]
+                else None,
+                "peak_rss_bytes": info.get("peak_rss_bytes"),
+            }
+        )
+    result = {
+        "benchmark": "generate_nation",
+        "command": " ".join(cmd[1:]),
+        "wall_seconds": round(sample.seconds, 1),
+        "peak_rss_bytes": sample.peak_rss_bytes,
+        "targets": {"wall_seconds": 600, "peak_rss_bytes": 8 * 2**30},
+        "tables": tables,
+        "phases": phases.get("phases", {}),
+    }
+    print("\n== generate --area nation --years 2020:2025 ==")
+    print(
+        f"wall {sample.seconds:7.1f} s (target ≤ 600 s)   peak memory {gib(sample.peak_rss_bytes)}"
+        " (target ≤ 8 GiB)"
+    )
+    print(f"{'table':14s} {'rows':>14s} {'seconds':>9s} {'rows/s':>12s} {'peak RSS':>10s}")
+    for t in tables:
+        rss = gib(t["peak_rss_bytes"]) if t["peak_rss_bytes"] else "-"
+        rps = f"{t['rows_per_second']:,}" if t["rows_per_second"] else "-"
+        print(f"{t['table']:14s} {t['rows']:14,d} {t['seconds']:9.1f} {rps:>12s} {rss:>10s}")
+    return result
+
+
+BENCHMARKS: dict[str, Callable[[Path], dict]] = {
+    "generate_nation": bench_generate_nation,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT / "data" / "bench-nation",
+        help="dataset folder for the national register (built if missing)",
+    )
+    args = parser.parse_args()
+    names = args.names or list(BENCHMARKS)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    machine = {
+        "cpus": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    combined = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine}
+    for name in names:
+        result = BENCHMARKS[name](args.data)
+        result["machine"] = machine
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+        combined[name] = result
+    (RESULTS / "latest.json").write_text(json.dumps(combined, indent=2))
+    print(f"\nresults written to {RESULTS.relative_to(ROOT)}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
