@@ -10,6 +10,7 @@ import pytest
 MODULES = [
     "workbench.engine",
     "workbench.engine.api",
+    "workbench.engine.months",
     "workbench.engine.peers",
     "workbench.engine.periods",
     "workbench.engine.persons",

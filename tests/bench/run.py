@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from engine_bench import bench_dashboard_latency, bench_engine_full_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -134,6 +135,8 @@ def bench_generate_nation(data: Path) -> dict:
 
 BENCHMARKS: dict[str, Callable[[Path], dict]] = {
     "generate_nation": bench_generate_nation,
+    "engine_full_table": bench_engine_full_table,
+    "dashboard_latency": bench_dashboard_latency,
 }
 
 

@@ -21,13 +21,15 @@ from workbench.engine.units import unit_map
 
 
 def listing_days(listings: ir.Table, periods: ir.Table) -> ir.Table:
-    """Each listing's overlap with each period: ``(person_id, practice_id, period, period_start,
-    period_days, days)``, only where it overlaps at all."""
-    joined = listings.join(
+    """Each valid listing's overlap with each period: ``(person_id, practice_id, period,
+    period_start, period_days, days)``, only where it overlaps at all."""
+    # A listing that ends before it starts lists nobody (rather than negative days).
+    valid = listings.filter(listings.end_date.isnull() | (listings.end_date > listings.start_date))
+    joined = valid.join(
         periods,
         [
-            listings.start_date < periods.period_end,
-            listings.end_date.isnull() | (listings.end_date > periods.period_start),
+            valid.start_date < periods.period_end,
+            valid.end_date.isnull() | (valid.end_date > periods.period_start),
         ],
     )
     first = ibis.greatest(joined.start_date, joined.period_start)

@@ -8,6 +8,11 @@ window over the whole history). The marts store exactly those expressions' resul
 from the marts are identical to answers from the raw tables — the engine runs the same code on
 either — only faster. ``engine_facts`` is sorted by date so a period reads few row groups.
 
+On top of those, the month-grain marts of :mod:`workbench.engine.months` (net DDD per person ×
+practice × group × month, per-person month figures for consumption group and started, listed
+person-days per practice × sex × month) answer every period kind by re-aggregating whole months,
+so a dashboard question reads thousands of rows instead of millions of redemptions.
+
 They are keyed on the data fingerprint the loader writes (``metadata``: ``key =
 'data_fingerprint'``), on the drug definitions and on :data:`MARTS_VERSION`: when any of them
 changes the marts are stale, a writable session rebuilds them, and a read-only one computes from
@@ -17,6 +22,7 @@ data changed, so it never trusts marts.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
@@ -27,13 +33,17 @@ from ibis.backends import BaseBackend
 
 from workbench.definitions import Definitions
 from workbench.engine.facts import redemption_facts
+from workbench.engine.months import listed_months, month_facts, month_index, person_group_months
 from workbench.engine.patients import redemption_days
 from workbench.engine.registers import Registers
 
 # Bump when what the marts hold changes, so old databases rebuild.
-MARTS_VERSION = "1"
+MARTS_VERSION = "2"
 FACTS_TABLE = "engine_facts"
 DAYS_TABLE = "engine_group_days"
+MONTH_TABLE = "engine_month"
+PERSON_MONTH_TABLE = "engine_person_group_month"
+LISTED_TABLE = "engine_listed_month"
 STATE_TABLE = "engine_marts_state"
 METADATA_TABLE = "metadata"
 FINGERPRINT_KEY = "data_fingerprint"
@@ -41,11 +51,23 @@ FINGERPRINT_KEY = "data_fingerprint"
 
 @dataclass(frozen=True)
 class Marts:
-    """The stored tables: ``facts`` (redemption facts, every product) and ``days``
-    (redemption days with ``new_use``, per definitions group)."""
+    """The stored tables: ``facts`` (redemption facts, every product), ``days`` (redemption
+    days with ``new_use``, per definitions group), and the month-grain marts (see
+    :mod:`workbench.engine.months`): ``month``, ``person_month``, ``listed`` with the months it
+    covers, ``listed_months`` = ``(first, end)`` month indexes (end exclusive)."""
 
     facts: ir.Table
     days: ir.Table
+    month: ir.Table | None = None
+    person_month: ir.Table | None = None
+    listed: ir.Table | None = None
+    listed_months: tuple[int, int] | None = None
+
+    def lists_months(self, first: int, end: int) -> bool:
+        """Whether the listed mart covers the months ``first ≤ m < end``."""
+        if self.listed is None or self.listed_months is None:
+            return False
+        return self.listed_months[0] <= first and end <= self.listed_months[1]
 
 
 def definitions_digest(definitions: Definitions) -> str:
@@ -83,7 +105,32 @@ def current_marts(con: BaseBackend, definitions: Definitions) -> Marts | None:
     state = con.table(STATE_TABLE).to_pyarrow()
     if state.num_rows != 1 or state.column("marts_key")[0].as_py() != key:
         return None
-    return Marts(facts=con.table(FACTS_TABLE), days=con.table(DAYS_TABLE))
+    row = state.to_pylist()[0]
+    return _bind(con, (row["listed_first_month"], row["listed_end_month"]))
+
+
+def _bind(con: BaseBackend, listed_span: tuple[int | None, int | None]) -> Marts:
+    first, end = listed_span
+    return Marts(
+        facts=con.table(FACTS_TABLE),
+        days=con.table(DAYS_TABLE),
+        month=con.table(MONTH_TABLE),
+        person_month=con.table(PERSON_MONTH_TABLE),
+        listed=con.table(LISTED_TABLE),
+        listed_months=None if first is None or end is None else (first, end),
+    )
+
+
+def listed_span(redemptions: ir.Table) -> tuple[int, int] | None:
+    """The months the listed mart covers: the whole calendar years the redemptions span
+    (queries outside them read the raw listings)."""
+    bounds = redemptions.aggregate(
+        first=redemptions.dispensed_on.min(), last=redemptions.dispensed_on.max()
+    ).to_pyarrow()
+    first, last = bounds.column("first")[0].as_py(), bounds.column("last")[0].as_py()
+    if first is None or last is None:
+        return None
+    return month_index(dt.date(first.year, 1, 1)), month_index(dt.date(last.year + 1, 1, 1))
 
 
 def build_marts(con: BaseBackend, definitions: Definitions) -> Marts:
@@ -105,5 +152,21 @@ def build_marts(con: BaseBackend, definitions: Definitions) -> Marts:
     stored = con.table(FACTS_TABLE)
     grouped = stored.filter(stored.product_group.notnull()).mutate(group=stored.product_group)
     con.create_table(DAYS_TABLE, redemption_days(grouped), overwrite=True)
-    con.create_table(STATE_TABLE, ibis.memtable({"marts_key": [key]}), overwrite=True)
-    return Marts(facts=stored, days=con.table(DAYS_TABLE))
+    con.create_table(MONTH_TABLE, month_facts(stored), overwrite=True)
+    con.create_table(
+        PERSON_MONTH_TABLE, person_group_months(stored, con.table(DAYS_TABLE)), overwrite=True
+    )
+    span = listed_span(reg.redemptions) or (0, 0)
+    con.create_table(LISTED_TABLE, listed_months(reg.listings, reg.persons, *span), overwrite=True)
+    state = ibis.memtable(
+        {
+            "marts_key": [key],
+            "listed_first_month": [span[0]],
+            "listed_end_month": [span[1]],
+        },
+        schema=ibis.schema(
+            {"marts_key": "string", "listed_first_month": "int64", "listed_end_month": "int64"}
+        ),
+    )
+    con.create_table(STATE_TABLE, state, overwrite=True)
+    return _bind(con, span)

@@ -25,7 +25,14 @@ from workbench.definitions import Definitions
 from workbench.engine.facts import ALL_DRUGS, GP, redemption_facts, select_groups
 from workbench.engine.listed import listed_persons
 from workbench.engine.marts import Marts
-from workbench.engine.patients import consumption_groups, starts
+from workbench.engine.months import (
+    NET_DECIMALS,
+    consumption_window_ddd,
+    first_use,
+    month_index,
+    period_months,
+)
+from workbench.engine.patients import consumption_groups, label_consumption, label_started, starts
 from workbench.engine.periods import periods_table
 from workbench.engine.persons import add_person_attributes
 from workbench.engine.query import (
@@ -84,6 +91,70 @@ def _with_patient_dims(
     return rows
 
 
+# Redemption dimensions the month mart keeps; the others (drug, product, pack_size) need the
+# redemption-grain facts.
+MONTH_MART_DIMS = ("addictive", "depot")
+
+
+def uses_month_mart(marts: Marts | None, query: Query, definitions: Definitions) -> bool:
+    """Whether the month-grain marts can answer the numerator exactly: drug groups only (or
+    all drugs), no drug/product/pack-size breakdown, and patient dimensions only for groups."""
+    if marts is None or marts.month is None or marts.person_month is None:
+        return False
+    if query.groups is None:
+        if query.needs(PATIENT_DIMS):
+            return False
+    elif any(item not in definitions.groups for item in query.groups):
+        return False
+    redemption_dims = {*query.dims(REDEMPTION_DIMS), *query.filters_of(REDEMPTION_DIMS)}
+    return redemption_dims <= set(MONTH_MART_DIMS)
+
+
+def _month_span(query: Query) -> tuple[int, int]:
+    """The first and the end (exclusive) month index of the query's periods."""
+    first = min(month_index(p.start) for p in query.periods)
+    return first, max(month_index(p.end_exclusive) for p in query.periods)
+
+
+def _month_rows(reg: Registers, definitions: Definitions, query: Query, marts: Marts) -> ir.Table:
+    """The month mart's rows of the query's groups, units, periods and filters, with the cell
+    they fall in: the same columns the redemption rows have, summed per month."""
+    assert marts.month is not None and marts.person_month is not None
+    month = marts.month
+    first, end = _month_span(query)
+    # Literal bounds let the database skip row groups (the mart is sorted by group, month).
+    month = month.filter((month.month >= first) & (month.month < end))
+    if query.groups is None:
+        selected = month.mutate(group=ibis.literal(ALL_DRUGS))
+    else:
+        month = month.filter(month.product_group.isin(list(query.groups)))
+        selected = month.mutate(group=month.product_group)
+    rows = _in_units(selected, reg.practices, query)
+    rows = rows.join(period_months(query.periods), "month")
+    rows = apply_filters(rows, query.filters_of(REDEMPTION_DIMS))
+    if query.needs(PERSON_DIMS):
+        rows = add_person_attributes(rows, reg.persons, definitions)
+        rows = apply_filters(rows, query.filters_of(PERSON_DIMS))
+    if query.needs(PATIENT_DIMS):
+        assert query.groups is not None
+        pgm = marts.person_month
+        pgm = pgm.filter(pgm.group.isin(list(query.groups)))
+        key = ["person_id", "group", "period"]
+        wanted = {*query.dims(PATIENT_DIMS), *query.filters_of(PATIENT_DIMS)}
+        if "consumption_group" in wanted:
+            # The window starts up to 12 months before the first period.
+            window = pgm.filter((pgm.month >= first - 12) & (pgm.month < end))
+            groups = label_consumption(consumption_window_ddd(window, query.periods))
+            rows = rows.left_join(groups, key).drop(*(f"{k}_right" for k in key))
+            rows = rows.mutate(consumption_group=rows.consumption_group.fill_null(UNDER_3_MONTHS))
+        if "started" in wanted:
+            in_span = pgm.filter((pgm.month >= first) & (pgm.month < end))
+            judged = label_started(first_use(in_span, query.periods))
+            rows = rows.left_join(judged, key).drop(*(f"{k}_right" for k in key))
+        rows = apply_filters(rows, query.filters_of(PATIENT_DIMS))
+    return rows
+
+
 def _cell_rows(
     reg: Registers,
     definitions: Definitions,
@@ -91,7 +162,10 @@ def _cell_rows(
     periods: ir.Table,
     marts: Marts | None,
 ) -> ir.Table:
-    """Every redemption of the query's units, periods and filters with the cell it falls in."""
+    """Every redemption of the query's units, periods and filters with the cell it falls in
+    (or, from the month mart, every person-month sum: the same answer once summed)."""
+    if marts is not None and uses_month_mart(marts, query, definitions):
+        return _month_rows(reg, definitions, query, marts)
     if marts is None:
         facts = redemption_facts(reg.redemptions, reg.products, reg.practices, definitions)
     else:
@@ -116,8 +190,9 @@ def _cell_rows(
 def _patients_and_ddd(rows: ir.Table, grain: Sequence[str]) -> ir.Table:
     """Net DDD per person at ``grain``, then patients (net > 0) and DDD per cell."""
     per_person = rows.group_by(["person_id", *grain]).aggregate(net=rows.ddd.sum())
+    # Rounded, so a return that cancels a purchase nets to exactly 0 whatever the summing order.
     return per_person.group_by(list(grain)).aggregate(
-        patients=per_person.count(where=per_person.net > 0),
+        patients=per_person.count(where=per_person.net.round(NET_DECIMALS) > 0),
         ddd=per_person.net.sum(),
     )
 
@@ -161,6 +236,49 @@ def _add_share(table: ir.Table, rows: ir.Table, query: Query, grain: Sequence[st
     return joined.mutate(share=share).drop("group_patients")
 
 
+def _listed(
+    reg: Registers,
+    definitions: Definitions,
+    query: Query,
+    periods: ir.Table,
+    marts: Marts | None,
+) -> ir.Table:
+    """Listed persons per unit, period and person cell: from the listed month mart when it
+    covers the periods and no age is asked (age is on the period's first day, which month sums
+    can't tell), else from the raw listings."""
+    units = None if query.units is None else list(query.units)
+    person_dims = query.dims(PERSON_DIMS)
+    person_filters = query.filters_of(PERSON_DIMS)
+    ages = {"age", "age_group"} & {*person_dims, *person_filters}
+    if marts is None or ages or not marts.lists_months(*_month_span(query)):
+        return listed_persons(
+            reg.listings,
+            reg.practices,
+            reg.persons,
+            periods,
+            definitions,
+            level=query.level,
+            units=units,
+            by=person_dims,
+            filters=person_filters,
+        )
+    assert marts.listed is not None
+    first, end = _month_span(query)
+    stored = marts.listed.filter((marts.listed.month >= first) & (marts.listed.month < end))
+    if person_dims or person_filters:
+        # A figure by sex can only place persons the persons register knows.
+        stored = apply_filters(stored.filter(stored.known), person_filters)
+    days = stored.join(unit_map(reg.practices, query.level, units), "practice_id")
+    days = days.join(period_months(query.periods).select("period", "month"), "month")
+    days = days.join(periods.select("period", "period_days"), "period")
+    summed = days.group_by(["unit_id", "period", "period_days", *person_dims]).aggregate(
+        person_days=days.person_days.sum()
+    )
+    return summed.select(
+        "unit_id", "period", *person_dims, listed=summed.person_days / summed.period_days
+    )
+
+
 def _ratio(numerator: ir.NumericValue, listed: ir.NumericValue) -> ir.FloatingValue:
     return ibis.ifelse(listed > 0, numerator / listed * 1000, ibis.null("float64"))
 
@@ -179,17 +297,7 @@ def compute_measures(
     extra = ["prescriber"] if query.non_gp else []
     grain = ["unit_id", "period", "group", *extra, *query.by]
     rows = _cell_rows(reg, definitions, query, periods, marts)
-    listed = listed_persons(
-        reg.listings,
-        reg.practices,
-        reg.persons,
-        periods,
-        definitions,
-        level=query.level,
-        units=None if query.units is None else list(query.units),
-        by=person_dims,
-        filters=query.filters_of(PERSON_DIMS),
-    )
+    listed = _listed(reg, definitions, query, periods, marts)
     frame = _frame(reg, query, periods, listed)
     table = _outer_join(
         frame, _patients_and_ddd(rows, grain), ["unit_id", "period", "group", *extra, *person_dims]

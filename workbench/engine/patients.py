@@ -23,6 +23,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
+from workbench.engine.months import NET_DECIMALS
 from workbench.engine.periods import LOOKBACK_DAYS
 from workbench.engine.query import (
     CONTINUED,
@@ -49,9 +50,19 @@ def consumption_groups(selected: ir.Table, periods: ir.Table) -> ir.Table:
         ],
     )
     summed = window.group_by(KEY).aggregate(window_ddd=window.ddd.sum())
+    return label_consumption(summed)
+
+
+def label_consumption(summed: ir.Table) -> ir.Table:
+    """``(person_id, group, period, consumption_group)`` from the window DDD in ``window_ddd``.
+
+    The DDD is rounded to :data:`~workbench.engine.months.NET_DECIMALS` first, so a sum taken in
+    another order (the marts sum month by month) falls on the same side of 90 and 365.
+    """
+    ddd = summed.window_ddd.round(NET_DECIMALS)
     label = ibis.cases(
-        (summed.window_ddd < 90, UNDER_3_MONTHS),
-        (summed.window_ddd <= 365, MONTHS_3_TO_12),
+        (ddd < 90, UNDER_3_MONTHS),
+        (ddd <= 365, MONTHS_3_TO_12),
         else_=OVER_1_YEAR,
     )
     return summed.select(*KEY, consumption_group=label)
@@ -82,4 +93,9 @@ def starts(selected: ir.Table, periods: ir.Table, days: ir.Table | None = None) 
         periods, [days.day >= periods.period_start, days.day < periods.period_end]
     )
     first = in_period.group_by(KEY).aggregate(new_use=in_period.new_use.argmin(in_period.day))
+    return label_started(first)
+
+
+def label_started(first: ir.Table) -> ir.Table:
+    """``(person_id, group, period, started)`` from the first day's ``new_use`` flag."""
     return first.select(*KEY, started=ibis.ifelse(first.new_use, STARTED, CONTINUED))
