@@ -46,19 +46,20 @@ and Voilà kernels they start); asking for analyst mode there raises :class:`Dis
 publishers call :func:`require_safe` before writing anything.
 
 The audit (:func:`recoverable_cells`) is an attacker who knows the published table, the declared
-margins and that counts are not negative. It finds every hidden value the margins solve (exact
-linear algebra: the unit vector in the row space) and every one they confine to an interval
-narrower than the threshold (exact: a linear programme per bound, solved by a small simplex, since
-combining equations narrows far more than any one equation shows). Known limitations:
+margins and that counts are not negative. It finds every hidden value the margins solve (linear
+algebra: the unit vector in the row space, checked against a null-space basis from scipy) and every
+one they confine to an interval narrower than the threshold (exact: a linear programme per bound,
+solved by HiGHS through ``scipy.optimize.linprog``, since combining equations narrows far more than
+any one equation shows). Known limitations:
 
 - tables are protected one at a time: a cell hidden here and shown in another published table is
   not protected (publish overlapping figures from one table, or with the same pattern);
 - an attacker who knows the algorithm (complements are the smallest non-zero cells) or who uses
   integrality is not modelled;
 - absent rows are taken as true zeros (complete the table before applying);
-- the cost grows with the largest connected group of hidden cells (a dense simplex per bound):
-  quick for the tables a page shows (tens to hundreds of cells), not meant for a national
-  practice x age x sex cube.
+- the cost grows with the largest connected group of hidden cells (a dense SVD per group and up
+  to two linear programmes per hidden cell): quick for the tables a page shows (tens to hundreds
+  of cells), not meant for a national practice x age x sex cube.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy.linalg import null_space
+from scipy.optimize import OptimizeResult, linprog
 
 PUBLISHING_ENV = "WORKBENCH_PUBLISHING"
 """Set (to anything but empty or "0") in every process that renders or serves pages."""
@@ -81,8 +84,8 @@ PERSON_KEY_COLUMNS = frozenset({"person_id", "person_key", "cpr", "cpr_nr", "cpr
 PERSON_KEY_VALUE = re.compile(r"\b(?:P\d{9}|\d{6}-?\d{4})\b")
 """Our pseudonymous person key (P + 9 digits) or a CPR number (DDMMYY-SSSS, dash optional)."""
 
-_EPS = 1e-9  # pivots and unit vectors: coefficients are small integers
-_TOLERANCE = 1e-6  # relative: margins that add up, feasibility of published constants
+_PINNED = 1e-6  # distance of a unit vector to the row space: ~1e-15 when pinned, >0.1 if not
+_TOLERANCE = 1e-6  # relative: margins that add up, interval widths at the threshold
 
 
 class DisclosureError(RuntimeError):
@@ -721,147 +724,79 @@ def _connected(rows: list[Row]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _matrix(rows: list[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(unknown positions, coefficient matrix with a slack column per "<=" row, right-hand side)."""
+def _system(rows: list[Row]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(unknown positions, ``A_eq``, ``b_eq``, ``A_ub``, ``b_ub``) over the unknowns of ``rows``."""
     variables = np.unique(np.concatenate([row[0] for row in rows]))
-    slacks = [i for i, row in enumerate(rows) if row[3]]
-    matrix = np.zeros((len(rows), variables.size + len(slacks)))
+    matrix = np.zeros((len(rows), variables.size))
     for i, (unknowns, coefficients, _, _) in enumerate(rows):
         matrix[i, np.searchsorted(variables, unknowns)] = coefficients
-    matrix[slacks, variables.size + np.arange(len(slacks))] = 1.0
-    return variables, matrix, np.array([row[2] for row in rows])
+    rhs = np.array([row[2] for row in rows])
+    inequality = np.array([row[3] for row in rows], dtype=bool)
+    return variables, matrix[~inequality], rhs[~inequality], matrix[inequality], rhs[inequality]
 
 
 def _determined(rows: list[Row]) -> list[Leak]:
-    """Unknowns with one solution: their unit vector lies in the row space of the coefficients,
-    which in reduced row echelon form means some row is exactly that unit vector."""
-    leaks = []
-    for component in _connected(rows):
-        variables, matrix, rhs = _matrix([rows[i] for i in component])
-        reduced, pivots = _reduce(np.column_stack([matrix, rhs]))
-        for row, column in zip(reduced, pivots, strict=True):
-            if (np.abs(row[:-1]) > _EPS).sum() == 1:
-                leaks.append((int(variables[column]), "determined", row[-1], row[-1]))
-    return leaks
+    """Unknowns with one solution: their unit vector lies in the row space of the equations, i.e.
+    its distance to it (the norm of that unknown's row of a null-space basis) is ~0. The value is
+    then the same in every solution; least squares gives one (and, for constants that do not add
+    up, such as an overlapping margin taken as exact, the value that fits them best).
 
-
-def _reduce(augmented: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """Reduced row echelon form of ``[A | b]`` (partial pivoting), with the pivot columns.
-
-    Element-wise numpy rather than an SVD: the systems are small, and a multi-threaded BLAS on a
-    busy machine made each decomposition several times slower.
+    Inequalities (overlapping margins) never pin a value on their own and are left out.
     """
-    matrix = augmented.copy()
-    pivots: list[int] = []
-    for column in range(matrix.shape[1] - 1):
-        row = len(pivots)
-        if row == matrix.shape[0]:
-            break
-        best = row + int(np.argmax(np.abs(matrix[row:, column])))
-        if abs(matrix[best, column]) < _EPS:
-            continue
-        matrix[[row, best]] = matrix[[best, row]]
-        _eliminate(matrix, row, column)
-        pivots.append(column)
-    return matrix[: len(pivots)], pivots
-
-
-def _eliminate(matrix: np.ndarray, row: int, column: int) -> None:
-    """Scale ``row`` to a 1 in ``column`` and clear that column in every other row (in place)."""
-    matrix[row] /= matrix[row, column]
-    factors = matrix[:, column].copy()
-    factors[row] = 0.0
-    matrix -= factors[:, None] * matrix[row]
+    leaks = []
+    equalities = [row for row in rows if not row[3]]
+    for component in _connected(equalities):
+        variables, matrix, rhs, _, _ = _system([equalities[i] for i in component])
+        pinned = np.linalg.norm(null_space(matrix), axis=1) < _PINNED
+        if pinned.any():
+            solution = np.linalg.lstsq(matrix, rhs, rcond=None)[0]
+            leaks += [(int(variables[j]), "determined", float(solution[j]), float(solution[j]))
+                      for j in np.flatnonzero(pinned)]
+    return leaks
 
 
 def _narrow(rows: list[Row], threshold: float) -> list[Leak]:
     """Unknowns that the constraints and non-negativity confine to an interval narrower than the
-    threshold: the exact interval, from a linear programme per bound (the simplex method)."""
+    threshold: the exact interval, from a linear programme per bound (HiGHS via ``linprog``).
+
+    Every optimum met is a feasible point, so an unknown that they already spread over the
+    threshold is not narrow and needs no (further) bound. Intervals within a rounding tolerance
+    of the threshold are not narrow.
+    """
     leaks = []
     for component in _connected(rows):
-        variables, matrix, rhs = _matrix([rows[i] for i in component])
-        start = _feasible_start(matrix, rhs)
-        if start is None:
+        variables, a_eq, b_eq, a_ub, b_ub = _system([rows[i] for i in component])
+        constraints = {"bounds": (0, None), "method": "highs"}
+        if b_eq.size:
+            constraints.update(A_eq=a_eq, b_eq=b_eq)
+        if b_ub.size:
+            constraints.update(A_ub=a_ub, b_ub=b_ub)
+        start = linprog(np.zeros(variables.size), **constraints)
+        if start.status == 2:
             continue  # constants that do not add up (a rounded table): no interval to claim
-        for j, low, high in _narrow_unknowns(*start, variables.size, threshold):
-            leaks.append((int(variables[j]), "interval", low, high))
+        width = threshold - _TOLERANCE * max(1.0, np.abs(np.concatenate([b_eq, b_ub])).max())
+        lowest, highest = _solution(start), _solution(start)
+        for j in range(variables.size):
+            bounds = []
+            for sign in (1.0, -1.0):
+                if highest[j] - lowest[j] >= width:
+                    break
+                result = linprog(sign * np.eye(variables.size)[j], **constraints)
+                if result.status == 3:  # unbounded (only above: unknowns are not negative)
+                    break
+                point = _solution(result)
+                lowest, highest = np.minimum(lowest, point), np.maximum(highest, point)
+                bounds.append(sign * result.fun)
+            if len(bounds) == 2 and bounds[1] - bounds[0] < width:
+                leaks.append((int(variables[j]), "interval", bounds[0], bounds[1]))
     return leaks
 
 
-def _narrow_unknowns(
-    tableau: np.ndarray, basis: list[int], n_unknowns: int, threshold: float
-) -> list[tuple[int, float, float]]:
-    """Minimise and maximise each unknown from a feasible tableau, warm-started, skipping any
-    unknown the vertices met so far already spread over at least the threshold."""
-    vertex = _vertex(tableau, basis)
-    lowest, highest = vertex.copy(), vertex.copy()
-    narrow = []
-    for j in range(n_unknowns):
-        if highest[j] - lowest[j] >= threshold:
-            continue
-        cost = np.zeros(tableau.shape[1] - 1)
-        cost[j] = 1.0
-        bounds = []
-        for sign in (1.0, -1.0):
-            bounds.append(sign * _optimise(tableau, basis, sign * cost))
-            if np.isfinite(bounds[-1]):
-                vertex = _vertex(tableau, basis)
-                lowest, highest = np.minimum(lowest, vertex), np.maximum(highest, vertex)
-        if bounds[1] - bounds[0] < threshold:
-            narrow.append((j, bounds[0], bounds[1]))
-    return narrow
-
-
-def _vertex(tableau: np.ndarray, basis: list[int]) -> np.ndarray:
-    point = np.zeros(tableau.shape[1] - 1)
-    point[basis] = tableau[:, -1]
-    return point
-
-
-def _feasible_start(matrix: np.ndarray, rhs: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
-    """Phase one of the simplex method: a tableau ``[B^-1 A | B^-1 b]`` on a feasible basis, or
-    None when ``A x = b, x >= 0`` has no solution. Redundant rows are dropped."""
-    m, n = matrix.shape
-    sign = np.where(rhs < 0, -1.0, 1.0)
-    tableau = np.hstack([matrix * sign[:, None], np.eye(m), (rhs * sign)[:, None]])
-    basis = list(range(n, n + m))
-    if _optimise(tableau, basis, np.append(np.zeros(n), np.ones(m))) > _TOLERANCE * max(
-        1.0, np.abs(rhs).max()
-    ):
-        return None
-    for row in range(m):
-        if basis[row] >= n:
-            entering = np.flatnonzero(np.abs(tableau[row, :n]) > _EPS)
-            if entering.size:
-                _pivot(tableau, basis, row, int(entering[0]))
-    keep = [row for row in range(m) if basis[row] < n]
-    return tableau[np.ix_(keep, [*range(n), n + m])], [basis[row] for row in keep]
-
-
-def _optimise(tableau: np.ndarray, basis: list[int], cost: np.ndarray) -> float:
-    """Minimise ``cost @ x`` from a feasible tableau (in place; -inf when unbounded).
-
-    Bland's rule (lowest index enters, lowest index leaves on ties) cannot cycle on the
-    degenerate vertices that tables of counts are full of.
-    """
-    while True:
-        reduced = cost - cost[basis] @ tableau[:, :-1]
-        entering = np.flatnonzero(reduced < -_EPS)
-        if not entering.size:
-            return float(cost[basis] @ tableau[:, -1])
-        column = int(entering[0])
-        rising = np.flatnonzero(tableau[:, column] > _EPS)
-        if not rising.size:
-            return -np.inf
-        ratios = tableau[rising, -1] / tableau[rising, column]
-        ties = rising[ratios <= ratios.min() + _EPS]
-        _pivot(tableau, basis, int(ties[np.argmin(np.asarray(basis)[ties])]), column)
-
-
-def _pivot(tableau: np.ndarray, basis: list[int], row: int, column: int) -> None:
-    _eliminate(tableau, row, column)
-    basis[row] = column
-    np.maximum(tableau[:, -1], 0.0, out=tableau[:, -1])  # rounding noise must not look infeasible
+def _solution(result: OptimizeResult) -> np.ndarray:
+    """The optimal point of a linear programme; anything but an optimum fails the audit closed."""
+    if result.status != 0:
+        raise DisclosureError(f"the audit's linear programme failed: {result.message}")
+    return result.x
 
 
 __all__ = [
