@@ -12,8 +12,9 @@ DATA ?= data
 DEMO_AREA ?= 1081
 DEMO_YEARS ?= 2020:2025
 SEED ?= 2026
+PORT ?= 8866
 
-.PHONY: run test lint bench install binder-check clean
+.PHONY: run serve test lint bench install binder-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +33,11 @@ $(DATA)/workbench.duckdb: $(STAMP) $(GENERATOR_INPUTS)
 
 run: $(DATA)/workbench.duckdb
 	$(BIN)/workbench data info --data $(DATA)
+	$(BIN)/workbench serve --port $(PORT) --data $(DATA)
+
+# The read-only dashboards (standalone Voila) on the dataset; prints where to open them.
+serve: $(DATA)/workbench.duckdb
+	$(BIN)/workbench serve --port $(PORT) --data $(DATA)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

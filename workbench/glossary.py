@@ -28,6 +28,7 @@ class GlossaryFile(BaseModel):
     pages: dict[str, Label]
     breakdowns: dict[str, Label]
     values: dict[str, Label]
+    ui: dict[str, Label] = {}  # texts of pages and dashboards (workbench.pages)
 
 
 class Glossary:

@@ -149,6 +149,22 @@ def definitions_check() -> None:
     typer.echo("definitions OK")
 
 
+@app.command("serve")
+def serve(
+    port: Annotated[int, typer.Option(help="Port for the dashboards.")] = 8866,
+    data: DataOption = None,
+) -> None:
+    """Serve the five pages of both themes as read-only Voilà dashboards (Ctrl-C stops)."""
+    from workbench.publish.serve import ServeError, prepare, run, urls
+
+    dataset = Dataset.at(data)
+    try:
+        prepare(dataset)
+    except ServeError as exc:
+        fail(str(exc))
+    typer.echo("dashboards (Ctrl-C stops): " + "  ".join(urls(port)))
+    sys.exit(run(dataset, port))
+
 def main() -> None:
     app(prog_name="workbench")
 

@@ -1,0 +1,202 @@
+"""The dashboards in a real browser: `workbench serve` (standalone Voilà) on generated data,
+every page of both themes opened in headless Chromium, a filter changed, a drill-down followed.
+
+Chromium is Debian's (`apt-get install chromium`; `.ci/run` installs it), driven by Playwright
+with ``executable_path`` (no `playwright install`: no downloads at test time). Screenshots go to
+``tests/_artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import workbench.pages as pages
+from workbench.engine import connect
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(__file__).parent / "_artifacts" / "screenshots"
+THEMES = ("psychotropics", "analgesics")
+PAGE_TIMEOUT_MS = 180_000
+
+if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+    pytest.skip("no /usr/bin/chromium (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(pages_dataset):
+    """`workbench serve` as a child process; stopped (with its kernels) after the module."""
+    port = _free_port()
+    log = SCREENSHOTS.parent / "voila.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "workbench.publish.cli", "serve", "--port", str(port),
+             "--data", str(pages_dataset.root)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/voila/tree", timeout=5).read()
+            break
+        except OSError:
+            if child.poll() is not None or time.monotonic() > deadline:
+                child.kill()
+                pytest.fail(f"workbench serve did not start: {log.read_text()[-2000:]}")
+            time.sleep(1)
+    yield base
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def catalog(pages_dataset):
+    return pages.Catalog(connect(pages_dataset.database))
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 3600})  # the whole page
+    started = time.perf_counter()
+    page.goto(url, timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(".wb-kf", timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_selector(".wb-figure img", timeout=PAGE_TIMEOUT_MS)
+    return page, time.perf_counter() - started
+
+
+def _assert_clean(page) -> None:
+    errors = page.locator(".jp-OutputArea-output[data-mime-type*='stderr'], "
+                          ".jp-RenderedText[data-mime-type*='error']")
+    assert errors.count() == 0, errors.first.inner_text()
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "kan ikke vises" not in body
+
+
+def _key_values(page) -> list[str]:
+    return page.locator(".wb-kf .v").all_inner_texts()
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("kind", pages.PAGE_KINDS)
+def test_every_page_opens_in_chromium(server, browser, kind, theme) -> None:
+    page, seconds = _open(browser, f"{server}/voila/render/{kind}.ipynb?theme={theme}")
+    try:
+        _assert_clean(page)
+        figures = page.locator(".wb-figure").count()
+        assert 1 <= figures <= pages.MAX_GRAPHS
+        expected = 2 if kind.endswith("intervention") else 5
+        assert page.locator(".wb-kf").count() == expected
+        assert all(v.strip() for v in _key_values(page))
+        assert page.locator(f"[data-kind='{kind}']").count() == 1
+        assert page.locator(".wb-filter-period select").count() == 1
+        # sources are stripped: no code reaches the viewer
+        assert "open_page(" not in page.content()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{kind}_{theme}.png"), full_page=True)
+        print(f"{kind} {theme}: {seconds:.1f} s to key figures and graphs")
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_a_filter_updates_the_figures_in_place(server, browser, catalog, theme) -> None:
+    page, _ = _open(browser, f"{server}/voila/render/cluster_intervention.ipynb?theme={theme}")
+    try:
+        before = _key_values(page)
+        image = page.locator(".wb-figure img").first.get_attribute("src")
+        started = time.perf_counter()
+        page.select_option(".wb-filter-period select", label=catalog.periods[1])
+        page.wait_for_function(
+            "before => Array.from(document.querySelectorAll('.wb-kf .v'))"
+            ".map(e => e.innerText).join('|') !== before",
+            arg="|".join(before), timeout=PAGE_TIMEOUT_MS,
+        )
+        page.wait_for_function(  # the sections follow the key figures, one by one
+            "before => document.querySelector('.wb-figure img').src !== before",
+            arg=image, timeout=PAGE_TIMEOUT_MS,
+        )
+        seconds = time.perf_counter() - started
+        assert _key_values(page) != before
+        assert catalog.periods[1] in page.inner_text("[data-kind]")
+        _assert_clean(page)
+        page.select_option(".wb-filter-breakdown select", label="Køn")
+        page.wait_for_function(
+            "() => document.querySelector(\"[data-section='breakdown'] h3\")"
+            ".innerText.includes('Køn')", timeout=PAGE_TIMEOUT_MS,
+        )
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"filter_changed_{theme}.png"), full_page=True)
+        print(f"filter change ({theme}): {seconds:.1f} s")
+    finally:
+        page.close()
+
+
+def test_drill_down_from_overview_to_cluster_to_practice(server, browser, catalog) -> None:
+    page, _ = _open(browser, f"{server}/voila/render/overview.ipynb?theme=analgesics")
+    try:
+        section = page.locator("[data-section='clusters']")
+        section.locator("summary").click()
+        section.locator("a").first.click()
+        page.wait_for_url("**/cluster_insight.ipynb?*", timeout=PAGE_TIMEOUT_MS)
+        assert "theme=analgesics" in page.url and "unit=" in page.url
+        page.wait_for_selector(".wb-kf", timeout=PAGE_TIMEOUT_MS)
+        cluster = next(iter(catalog.clusters.values()))
+        assert cluster.name in page.inner_text("[data-kind='cluster_insight']")
+        _assert_clean(page)
+        section = page.locator("[data-section='practices']")
+        section.locator("summary").click()
+        section.locator("a").first.click()
+        page.wait_for_url("**/practice_insight.ipynb?*", timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_selector(".wb-kf", timeout=PAGE_TIMEOUT_MS)
+        assert page.locator("[data-kind='practice_insight']").count() == 1
+        _assert_clean(page)
+        page.screenshot(path=str(SCREENSHOTS / "drill_down_practice.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_only_the_page_notebooks_are_served(server) -> None:
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(f"{server}/voila/render/explore.ipynb", timeout=30)
+
+
+def test_a_forged_url_is_refused_not_executed(server, browser) -> None:
+    page, _ = _open(browser, f"{server}/voila/render/practice_insight.ipynb"
+                             "?theme=analgesics&unit=%3Cscript%3Ealert(1)%3C/script%3E")
+    try:
+        assert page.locator(".wb-error-choice").count() == 1
+        assert page.locator("script:has-text('alert(1)')").count() == 0
+    finally:
+        page.close()

@@ -1,0 +1,195 @@
+"""Plotting functions: each draws one published (suppressed) table in the house style.
+
+They take the exact table that is offered as the figure's CSV, with a ``role`` column where it
+matters (``unit``, ``cluster``, ``nation``, ``peer``), so what a reader sees and what they
+download never differ. Hidden values (NA) are drawn as a gap marked ``x``, never as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from workbench.pages.style import (
+    DECILES,
+    HIGHLIGHT,
+    SERIES,
+    house_style,
+    new_figure,
+    unit_colour,
+)
+
+
+def grouped_bars(
+    df: pd.DataFrame,
+    *,
+    category: str,
+    value: str,
+    series: str,
+    colours: Mapping[str, str],
+    title: str,
+    ylabel: str,
+    xlabel: str = "",
+) -> Figure:
+    """Bars per ``category``, one bar per ``series`` value side by side (unit, cluster, nation;
+    or this period and the previous one)."""
+    with house_style():
+        fig, (ax,) = new_figure()
+        categories = list(dict.fromkeys(df[category]))
+        names = list(dict.fromkeys(df[series]))
+        width = 0.8 / max(len(names), 1)
+        x = np.arange(len(categories))
+        for i, name in enumerate(names):
+            part = df[df[series] == name].set_index(category).reindex(categories)
+            heights = part[value].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            pos = x - 0.4 + width * (i + 0.5)
+            ax.bar(pos, np.nan_to_num(heights), width, label=str(name),
+                   color=colours.get(name, SERIES[i % len(SERIES)]))
+            _mark_hidden(ax, pos, heights)
+        rotate = len(categories) > 5
+        ax.set_xticks(x, [str(c) if rotate else _wrap(str(c)) for c in categories],
+                      rotation=35 if rotate else 0, ha="right" if rotate else "center")
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel(xlabel)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        return fig
+
+
+def ranked_bars(
+    df: pd.DataFrame,
+    *,
+    label: str,
+    value: str,
+    role: str,
+    title: str,
+    xlabel: str,
+    references: Mapping[str, float] | None = None,
+    band: tuple[float, float] | None = None,
+    band_label: str = "",
+) -> Figure:
+    """Horizontal bars sorted by ``value`` (hidden last); each bar coloured by its ``role``;
+    vertical reference lines (e.g. the nation) and an optional band (national deciles 10-90)."""
+    with house_style():
+        ordered = df.assign(_v=df[value].astype("Float64")).sort_values(
+            "_v", ascending=True, na_position="first"
+        )
+        height = min(max(2.5, 0.32 * len(ordered) + 1.2), 9.0)
+        fig, (ax,) = new_figure(height=height)
+        y = np.arange(len(ordered))
+        values = ordered["_v"].to_numpy(dtype=float, na_value=np.nan)
+        ax.barh(y, np.nan_to_num(values), color=[unit_colour(r) for r in ordered[role]])
+        for pos, v in zip(y, values, strict=True):
+            if np.isnan(v):
+                ax.text(0, pos, " x", va="center", ha="left", fontsize=9)
+        ax.set_yticks(y, [str(v) for v in ordered[label]])
+        ax.grid(axis="x", color="#E5E5E5")
+        ax.grid(axis="y", visible=False)
+        if band is not None and not any(np.isnan(band)):
+            ax.axvspan(band[0], band[1], color=DECILES, alpha=0.35, label=band_label, lw=0)
+        styles = ["--", ":", "-."]
+        for i, (name, ref) in enumerate((references or {}).items()):
+            if ref is not None and not np.isnan(ref):
+                ax.axvline(ref, color="#222222", ls=styles[i % 3], lw=1.3, label=name)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        if references or band is not None:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        return fig
+
+
+def trend(
+    df: pd.DataFrame,
+    *,
+    period: str,
+    value: str,
+    series: str,
+    colours: Mapping[str, str],
+    title: str,
+    ylabel: str,
+    xlabel: str,
+    facet: str | None = None,
+    band: pd.DataFrame | None = None,
+    band_label: str = "",
+) -> Figure:
+    """Lines over periods, one per ``series`` value; optionally small multiples per ``facet``
+    and a shaded band (columns ``period``, ``low``, ``high``: national deciles 10-90)."""
+    facets = list(dict.fromkeys(df[facet])) if facet else [None]
+    with house_style():
+        ncols = len(facets)
+        fig, axes = new_figure(width=max(8.0, 3.0 * ncols), height=3.6 if ncols > 1 else 4.2,
+                               ncols=ncols)
+        periods = list(dict.fromkeys(df[period]))
+        x = np.arange(len(periods))
+        for ax, name in zip(axes, facets, strict=True):
+            part = df if name is None else df[df[facet] == name]
+            if band is not None and len(band):
+                b = band.set_index(period).reindex(periods)
+                ax.fill_between(x, b["low"].astype(float), b["high"].astype(float),
+                                color=DECILES, alpha=0.35, lw=0, label=band_label)
+            for i, s in enumerate(dict.fromkeys(part[series])):
+                line = part[part[series] == s].set_index(period).reindex(periods)
+                ys = line[value].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+                colour = colours.get(s, SERIES[i % len(SERIES)])
+                ax.plot(x, ys, marker="o", ms=3, lw=2.4 if colour == HIGHLIGHT else 1.8,
+                        color=colour, label=str(s))
+            ticks = [i for i, p in enumerate(periods) if str(p).endswith("Q1")]
+            if len(ticks) >= 2:  # quarters: one tick a year, at its first quarter
+                ax.set_xticks(x[ticks], [str(periods[i])[:4] for i in ticks])
+            else:
+                step = max(1, len(periods) // (4 if ncols > 1 else 8))
+                ax.set_xticks(x[::step], [str(p) for p in periods[::step]])
+            ax.set_xlabel(xlabel)
+            ax.set_ylim(bottom=0)
+            if name is not None:
+                ax.set_title(_wrap(str(name), 28), fontsize=11)
+        axes[0].set_ylabel(ylabel)
+        fig.suptitle(title, fontweight="bold", fontsize=13)
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        return fig
+
+
+def histogram(
+    values: Sequence[float],
+    *,
+    marks: Mapping[str, tuple[float, str]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+) -> Figure:
+    """The distribution of published unit values, with vertical marks (unit, cluster, nation)."""
+    with house_style():
+        fig, (ax,) = new_figure()
+        data = np.asarray([v for v in values if v is not None and not pd.isna(v)], dtype=float)
+        if data.size:
+            ax.hist(data, bins=min(30, max(5, data.size // 3)), color="#C9D6E3")
+        for name, (v, colour) in marks.items():
+            if v is not None and not pd.isna(v):
+                ax.axvline(float(v), color=colour, lw=2.5, label=name)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        return fig
+
+
+def _mark_hidden(ax: object, positions: np.ndarray, heights: np.ndarray) -> None:
+    for pos, h in zip(positions, heights, strict=True):
+        if np.isnan(h):
+            ax.text(pos, 0, "x", ha="center", va="bottom", fontsize=9)  # type: ignore[attr-defined]
+
+
+def _wrap(text: str, width: int = 16) -> str:
+    """Break long category labels over lines so ticks do not overlap."""
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,296 @@
+"""What a page is asked for, and the check that every asked value is one the dataset knows.
+
+A page's choices (theme, unit, period, drug group, drug, measure, breakdown, language) reach it
+from three places: Papermill parameters, the URL of a dashboard, and widgets a viewer moves. The
+last two are untrusted input (anyone can edit a URL or send a widget state to a kernel), so every
+value is checked against closed lists built from the definitions and the dataset itself: a known
+theme, a group of that theme, a period the data covers, a cluster or practice id of the register,
+a drug (ATC code) of the group. Nothing else ever reaches a query or a page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
+from urllib.parse import parse_qs
+
+from workbench.engine import Workbench, parse_period, period_series
+from workbench.glossary import LANGUAGES
+
+PAGE_KINDS = (
+    "overview",
+    "cluster_insight",
+    "cluster_intervention",
+    "practice_insight",
+    "practice_intervention",
+)
+UNIT_LEVEL = {
+    "overview": "nation",
+    "cluster_insight": "cluster",
+    "cluster_intervention": "cluster",
+    "practice_insight": "practice",
+    "practice_intervention": "practice",
+}
+MEASURE_CHOICES = ("patients_per_1000", "ddd_per_1000_per_day", "ddd_per_1000", "patients")
+BREAKDOWN_CHOICES = (
+    "consumption_group",
+    "started",
+    "sex",
+    "age_group",
+    "depot",
+    "addictive",
+    "pack_size",
+    "product",
+)
+# Breakdowns whose categories split each patient into exactly one part (the others can share a
+# patient between parts: a patient may redeem two drugs, a depot and a plain product).
+PARTITIONS = frozenset({"consumption_group", "started", "sex", "age_group"})
+FIELDS = ("theme", "unit", "period", "group", "drug", "measure", "breakdown", "language")
+_SAFE = re.compile(r"^[A-Za-z0-9_\-.]{0,40}$")
+
+
+class ChoiceError(ValueError):
+    """A page was asked for a value the dataset or the definitions do not know."""
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The validated choices of one page; build it with :meth:`Catalog.resolve`."""
+
+    kind: str
+    theme: str
+    unit: str
+    period: str
+    group: str
+    drug: str = ""
+    measure: str = "patients_per_1000"
+    breakdown: str = "consumption_group"
+    language: str = "da"
+
+    @property
+    def level(self) -> str:
+        return UNIT_LEVEL[self.kind]
+
+    def with_(self, **changes: str) -> Choices:
+        return replace(self, **changes)
+
+    def as_query(self) -> dict[str, str]:
+        """The choices as URL query fields (the page kind is the path, not a field)."""
+        fields = asdict(self)
+        fields.pop("kind")
+        return {k: v for k, v in fields.items() if v}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A cluster or practice as the register names it."""
+
+    id: str
+    name: str
+    cluster: str = ""
+
+
+class Catalog:
+    """The closed lists every choice is checked against: themes and groups from the definitions;
+    periods, clusters, practices and drugs from the dataset."""
+
+    def __init__(self, session: Workbench) -> None:
+        self.session = session
+        self.definitions = session.definitions
+
+    @cached_property
+    def data_range(self) -> tuple[dt.date, dt.date]:
+        """First and last dispensing date of the register."""
+        red = self.session.registers.redemptions
+        row = red.aggregate(first=red.dispensed_on.min(), last=red.dispensed_on.max()).execute()
+        first, last = row["first"].iloc[0], row["last"].iloc[0]
+        return _as_date(first), _as_date(last)
+
+    @cached_property
+    def periods(self) -> list[str]:
+        """Periods a page may show, newest first: every complete year after the first (whose
+        look-back is incomplete), the quarters of the last two complete years, and the latest
+        rolling 12 months."""
+        first, last = self.data_range
+        last_full_month = (last + dt.timedelta(days=1)).replace(day=1) - dt.timedelta(days=1)
+        if last_full_month.month == 12 or last == last_full_month:
+            end_month = last_full_month
+        else:
+            end_month = last_full_month.replace(day=1) - dt.timedelta(days=1)
+        years = [str(y) for y in range(end_month.year, first.year, -1)
+                 if dt.date(y, 12, 31) <= end_month]
+        quarters: list[str] = []
+        for year in years[:2]:
+            quarters += [f"{year}Q{q}" for q in (4, 3, 2, 1)]
+        r12 = f"R12-{end_month.year}-{end_month.month:02d}"
+        found = years + ([r12] if r12 != f"R12-{years[0]}-12" else []) if years else [r12]
+        return found + [q for q in quarters if q not in found]
+
+    @cached_property
+    def clusters(self) -> dict[str, Unit]:
+        table = self.session.registers.clusters.select("cluster_id", "cluster_name").execute()
+        return {
+            str(r.cluster_id): Unit(str(r.cluster_id), str(r.cluster_name))
+            for r in table.sort_values("cluster_id").itertuples()
+        }
+
+    @cached_property
+    def practices(self) -> dict[str, Unit]:
+        table = self.session.registers.practices.select(
+            "practice_id", "practice_name", "cluster_id"
+        ).execute()
+        return {
+            str(r.practice_id): Unit(str(r.practice_id), str(r.practice_name), str(r.cluster_id))
+            for r in table.sort_values("practice_id").itertuples()
+        }
+
+    def practices_of(self, cluster: str) -> list[Unit]:
+        return [p for p in self.practices.values() if p.cluster == cluster]
+
+    @cached_property
+    def _atc(self) -> dict[str, str]:
+        """ATC code -> substance name, for the codes of the register's products."""
+        products = self.session.registers.products.select("atc_code").distinct()
+        try:
+            ref = self.session.con.table("reference_atc_ddd")
+            named = products.join(
+                ref.select("atc_code", "substance_name").distinct(), "atc_code", how="left"
+            ).execute()
+        except Exception:  # a loaded extract without the reference copy: codes as names
+            named = products.execute().assign(substance_name=None)
+        named = named.drop_duplicates("atc_code").sort_values("atc_code")
+        return {
+            str(r.atc_code): str(r.substance_name) if isinstance(r.substance_name, str)
+            else str(r.atc_code)
+            for r in named.itertuples()
+        }
+
+    def drugs_of(self, group: str) -> dict[str, str]:
+        """The drugs (ATC code -> substance name) of a group that the register's products hold."""
+        rule = self.definitions.groups[group]
+        return {code: name for code, name in self._atc.items() if rule.matches(code)}
+
+    def drug_name(self, code: str) -> str:
+        return self._atc.get(code, code)
+
+    @cached_property
+    def product_names(self) -> dict[str, str]:
+        products = self.session.registers.products.select("product_id", "product_name").execute()
+        return dict(zip(products.product_id.astype(str), products.product_name.astype(str),
+                        strict=True))
+
+    def default_unit(self, level: str) -> str:
+        if level == "cluster":
+            return next(iter(self.clusters), "")
+        if level == "practice":
+            return next(iter(self.practices), "")
+        return "DK"
+
+    def resolve(self, kind: str, **raw: object) -> Choices:
+        """Check raw choices (parameters, URL fields or widget values) and fill in defaults.
+
+        Empty values take the default (the first unit of the level, the newest period, the
+        theme's first group). Anything unknown raises :class:`ChoiceError`.
+        """
+        if kind not in PAGE_KINDS:
+            raise ChoiceError(f"unknown page {kind!r}; use one of {list(PAGE_KINDS)}")
+        unknown = sorted(set(raw) - set(FIELDS))
+        if unknown:
+            raise ChoiceError(f"unknown choice(s) {unknown}; a page takes {list(FIELDS)}")
+        value = {name: _clean(name, raw.get(name)) for name in FIELDS}
+        theme = value["theme"] or "psychotropics"
+        if theme not in self.definitions.themes:
+            known_themes = sorted(self.definitions.themes)
+            raise ChoiceError(f"unknown theme {theme!r}; use one of {known_themes}")
+        groups = self.definitions.groups_of(theme)
+        group = value["group"] or groups[0]
+        if group not in groups:
+            raise ChoiceError(f"group {group!r} is not in theme {theme!r}; use one of {groups}")
+        level = UNIT_LEVEL[kind]
+        unit = value["unit"] or self.default_unit(level)
+        known = {"nation": {"DK": None}, "cluster": self.clusters, "practice": self.practices}
+        if unit not in known[level]:
+            raise ChoiceError(f"unknown {level} {unit!r}")
+        period = value["period"] or (self.periods[0] if self.periods else "")
+        if period not in self.periods:
+            raise ChoiceError(f"period {period!r} is not one the data covers: {self.periods}")
+        drug = value["drug"]
+        if drug and drug not in self.drugs_of(group):
+            raise ChoiceError(f"drug {drug!r} is not a drug of group {group!r}")
+        measure = value["measure"] or MEASURE_CHOICES[0]
+        if measure not in MEASURE_CHOICES:
+            raise ChoiceError(f"unknown measure {measure!r}; use one of {list(MEASURE_CHOICES)}")
+        breakdown = value["breakdown"] or BREAKDOWN_CHOICES[0]
+        if breakdown not in BREAKDOWN_CHOICES:
+            raise ChoiceError(
+                f"unknown breakdown {breakdown!r}; use one of {list(BREAKDOWN_CHOICES)}"
+            )
+        language = value["language"] or "da"
+        if language not in LANGUAGES:
+            raise ChoiceError(f"unknown language {language!r}; use one of {list(LANGUAGES)}")
+        return Choices(kind, theme, unit, period, group, drug, measure, breakdown, language)
+
+    def resolve_query(self, kind: str, query: str, **defaults: object) -> Choices:
+        """Choices from a URL query string over ``defaults`` (the notebook's parameters).
+
+        Unknown fields are ignored (a shared link may carry tracking fields); known fields are
+        validated like any other choice.
+        """
+        fields = {k: v[-1] for k, v in parse_qs(query or "", keep_blank_values=False).items()
+                  if k in FIELDS}
+        return self.resolve(kind, **{**defaults, **fields})
+
+
+def previous_period(label: str) -> str:
+    """The period of the same kind that ends where ``label`` starts: 2024 -> 2023,
+    2024Q1 -> 2023Q4, R12-2024-06 -> R12-2023-06 (the 12 months before, not overlapping).
+
+    >>> previous_period("2024Q1"), previous_period("R12-2024-06"), previous_period("2024-01")
+    ('2023Q4', 'R12-2023-06', '2023-12')
+    """
+    period = parse_period(label)
+    probe = period.start - dt.timedelta(days=1)
+    if period.kind == "year":
+        return str(probe.year)
+    if period.kind == "quarter":
+        return f"{probe.year}Q{(probe.month - 1) // 3 + 1}"
+    if period.kind == "month":
+        return f"{probe.year}-{probe.month:02d}"
+    return f"R12-{probe.year}-{probe.month:02d}"
+
+
+def trend_periods(label: str, first_day: dt.date, max_quarters: int = 20) -> list[str]:
+    """Quarters from the data's first complete quarter to the one holding ``label``'s last day.
+
+    >>> trend_periods("2024", dt.date(2023, 2, 1))
+    ['2023Q2', '2023Q3', '2023Q4', '2024Q1', '2024Q2', '2024Q3', '2024Q4']
+    """
+    last = parse_period(label).last_day
+    first_q = dt.date(first_day.year, 3 * ((first_day.month - 1) // 3) + 1, 1)
+    if first_q < first_day:
+        month = first_q.month + 3
+        first_q = dt.date(first_q.year + (month > 12), (month - 1) % 12 + 1, 1)
+    first_label = f"{first_q.year}Q{(first_q.month - 1) // 3 + 1}"
+    last_label = f"{last.year}Q{(last.month - 1) // 3 + 1}"
+    series = [p.label for p in period_series(first_label, last_label)]
+    return series[-max_quarters:]
+
+
+def _clean(name: str, value: object) -> str:
+    """A raw choice as a short plain string; anything else is refused before it is looked up."""
+    if value is None:
+        return ""
+    text = str(value).strip()
+    if not _SAFE.match(text):
+        raise ChoiceError(f"{name}: {text[:40]!r} is not a valid value")
+    return text
+
+
+def _as_date(value: object) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])

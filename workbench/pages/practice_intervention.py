@@ -1,0 +1,28 @@
+"""Practice intervention area (*yderindsatsområde*): one group in one practice against the
+nation's practices, its cluster and the nation; over time; broken down."""
+
+from __future__ import annotations
+
+from workbench.pages import sections
+from workbench.pages.base import Context, Page
+from workbench.pages.links import url
+
+
+def build(ctx: Context) -> Page:
+    c = ctx.choices
+    table = sections.key_table(ctx, [c.group])
+    figures = [sections.listed_figure(ctx, table), *sections.key_figures(ctx, table, [c.group])]
+    page_sections = [
+        sections.distribution_section(ctx),
+        sections.trend_section(ctx, [c.group], deciles=True),
+        sections.breakdown_section(ctx),
+        sections.drugs_section(ctx),
+    ]
+    cluster = ctx.catalog.practices[c.unit].cluster
+    links = [(ctx.t("back_practice"), url("practice_insight", c)),
+             (ctx.t("back_cluster_area"), url("cluster_intervention", c, unit=cluster)),
+             (ctx.t("back_overview"), url("overview", c))]
+    return Page("practice_intervention", c, ctx.label("pages", "practice_intervention"),
+                ctx.t("subtitle_area", unit=ctx.unit_name("practice", c.unit),
+                      group=ctx.focus_label, period=ctx.period),
+                figures, table, page_sections, links)

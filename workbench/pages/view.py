@@ -1,0 +1,189 @@
+"""A page in a notebook: static HTML in a batch run, live widgets in a Voilà dashboard.
+
+The notebook calls ``view.header()``, ``view.controls()``, ``view.key_figures()`` and
+``view.section(id)`` in its cells. In a batch run (Papermill) each call displays the HTML of the
+page built from the parameters. In Voilà each call displays a widget; moving a filter rebuilds the
+page (after validating the widget values like any untrusted input) and replaces the widgets'
+content in place, so the layout of the notebook stays the layout of the dashboard.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Callable
+
+from workbench.engine import Workbench
+from workbench.glossary import glossary
+from workbench.pages import render
+from workbench.pages.base import Context, Page
+from workbench.pages.choices import (
+    BREAKDOWN_CHOICES,
+    MEASURE_CHOICES,
+    Catalog,
+    ChoiceError,
+    Choices,
+)
+from workbench.pages.links import url
+
+INTERVENTION = ("cluster_intervention", "practice_intervention")
+
+
+def in_voila() -> bool:
+    """Whether this kernel serves a Voilà dashboard (the only place widgets are live)."""
+    return bool(os.environ.get("VOILA_KERNEL_ID")) or os.environ.get(
+        "VOILA_PREHEAT", "False") != "False"
+
+
+def build(session: Workbench, catalog: Catalog, choices: Choices) -> Page:
+    """Build the page ``choices.kind`` asks for."""
+    from workbench.pages import (
+        cluster_insight,
+        cluster_intervention,
+        overview,
+        practice_insight,
+        practice_intervention,
+    )
+
+    builders: dict[str, Callable[[Context], Page]] = {
+        "overview": overview.build,
+        "cluster_insight": cluster_insight.build,
+        "cluster_intervention": cluster_intervention.build,
+        "practice_insight": practice_insight.build,
+        "practice_intervention": practice_intervention.build,
+    }
+    return builders[choices.kind](Context(session, catalog, choices))
+
+
+class PageView:
+    """One page of a notebook; ``interactive`` makes its blocks widgets that filters update."""
+
+    def __init__(self, session: Workbench, catalog: Catalog, choices: Choices, *,
+                 interactive: bool = False, error: str = "") -> None:
+        self.session, self.catalog, self.choices = session, catalog, choices
+        self.interactive = interactive
+        self.error = error
+        started = time.perf_counter()
+        self.page = build(session, catalog, choices)
+        self.seconds = time.perf_counter() - started
+        self._blocks: dict[str, object] = {}
+        self._inputs: dict[str, object] = {}
+
+    # --- the cells' calls ---------------------------------------------------------------------
+    def header(self) -> None:
+        self._show("header")
+
+    def controls(self) -> None:
+        if not self.interactive:
+            return
+        import ipywidgets as w
+        from IPython.display import display
+
+        if not self._inputs:
+            self._inputs = self._make_inputs()
+        display(w.HBox(list(self._inputs.values()), layout=w.Layout(flex_flow="row wrap")))
+
+    def key_figures(self) -> None:
+        self._show("key_figures")
+
+    def section(self, section_id: str) -> None:
+        self.page.section(section_id)  # a wrong id fails here, in the batch run too
+        self._show(section_id)
+
+    # --- rendering ----------------------------------------------------------------------------
+    def html(self, block: str) -> str:
+        if block == "header":
+            text = render.header(self.page)
+            if self.interactive:
+                share = url(self.page.kind, self.choices)
+                label = glossary().label("ui", "share_link", self.choices.language)
+                text += f'<p class="wb-share"><a href="{share}" target="_top">{label}</a></p>'
+            if self.error:
+                text += f'<p class="wb-note wb-error-choice">{html.escape(self.error)}</p>'
+            return text
+        if block == "key_figures":
+            return render.key_figures(self.page)
+        return render.section(self.page.section(block), self.page)
+
+    def _show(self, block: str) -> None:
+        from IPython.display import HTML, display
+
+        if not self.interactive:
+            display(HTML(self.html(block)))
+            return
+        import ipywidgets as w
+
+        widget = w.HTML(self.html(block))
+        self._blocks[block] = widget
+        display(widget)
+
+    # --- filters ------------------------------------------------------------------------------
+    def _make_inputs(self) -> dict[str, object]:
+        import ipywidgets as w
+
+        lang = self.choices.language
+        g = glossary()
+        c = self.choices
+        defs = self.catalog.definitions
+        inputs = {
+            "period": w.Dropdown(description=g.label("breakdowns", "period", lang),
+                                 options=self.catalog.periods, value=c.period),
+            "group": w.Dropdown(description=g.label("breakdowns", "group", lang),
+                                options=[(g.label("groups", x, lang), x)
+                                         for x in defs.groups_of(c.theme)], value=c.group),
+            "measure": w.Dropdown(description=g.label("ui", "measure", lang),
+                                  options=[(g.label("measures", m, lang), m)
+                                           for m in MEASURE_CHOICES], value=c.measure),
+        }
+        if c.kind in INTERVENTION:
+            inputs["drug"] = w.Dropdown(description=g.label("breakdowns", "drug", lang),
+                                        options=self._drug_options(c.group), value=c.drug)
+            inputs["breakdown"] = w.Dropdown(
+                description=g.label("ui", "breakdown", lang),
+                options=[(g.label("breakdowns", b, lang), b) for b in BREAKDOWN_CHOICES],
+                value=c.breakdown)
+        for name, widget in inputs.items():
+            widget.layout = w.Layout(width="auto")
+            widget.style = {"description_width": "initial"}
+            widget.add_class(f"wb-filter-{name}")
+            widget.observe(self._changed, names="value")
+        return inputs
+
+    def _drug_options(self, group: str) -> list[tuple[str, str]]:
+        everything = glossary().label("ui", "all_drugs", self.choices.language)
+        return [(everything, ""), *((f"{n} ({c})", c)
+                                    for c, n in self.catalog.drugs_of(group).items())]
+
+    def _changed(self, change: dict) -> None:
+        values = {name: widget.value for name, widget in self._inputs.items()}
+        if "drug" in self._inputs and change["owner"] is self._inputs.get("group"):
+            drug = self._inputs["drug"]
+            with drug.hold_trait_notifications():
+                drug.unobserve(self._changed, names="value")
+                drug.options = self._drug_options(values["group"])
+                drug.value = ""
+                drug.observe(self._changed, names="value")
+            values["drug"] = ""
+        try:
+            choices = self.catalog.resolve(self.choices.kind, **{
+                **{k: v for k, v in self.choices.as_query().items()}, **values})
+        except ChoiceError as exc:  # a forged widget state: keep the page as it is
+            self.error = str(exc)
+            self._refresh(["header"])
+            return
+        self.update(choices)
+
+    def update(self, choices: Choices) -> None:
+        """Rebuild the page for new (validated) choices and refresh every block in place."""
+        started = time.perf_counter()
+        self.choices, self.error = choices, ""
+        self.page = build(self.session, self.catalog, choices)
+        self.seconds = time.perf_counter() - started
+        self._refresh(list(self._blocks))
+
+    def _refresh(self, blocks: list[str]) -> None:
+        for block in blocks:
+            widget = self._blocks.get(block)
+            if widget is not None:
+                widget.value = self.html(block)  # type: ignore[attr-defined]
