@@ -165,6 +165,49 @@ def serve(
     typer.echo("dashboards (Ctrl-C stops): " + "  ".join(urls(port)))
     sys.exit(run(dataset, port))
 
+
+@app.command("export")
+def export(
+    group: Annotated[
+        list[str],
+        typer.Option(help="Drug group (e.g. opioids); repeat or comma-separate for several."),
+    ],
+    period: Annotated[
+        str, typer.Option(help="2024, 2024Q1, 2024-03, R12-2024-06, a series 2024-01..2024-12.")
+    ],
+    level: Annotated[
+        str, typer.Option(help="nation, region, municipality, cluster or practice.")
+    ] = "practice",
+    measures: Annotated[
+        str, typer.Option(help="Comma-separated measures, in the order of the columns.")
+    ] = "patients,listed,ddd,patients_per_1000,ddd_per_1000",
+    by: Annotated[
+        list[str] | None,
+        typer.Option(help="Breakdown (sex, age_group, consumption_group, ...); adds 'all' rows."),
+    ] = None,
+    units: Annotated[
+        str | None, typer.Option(help="Only these unit ids of the level, comma-separated.")
+    ] = None,
+    unsuppressed: Annotated[
+        bool,
+        typer.Option(help="Analyst mode: show suppressed values (refused while publishing)."),
+    ] = False,
+    output_format: Annotated[str, typer.Option("--format", help="csv, tsv or json.")] = "csv",
+    data: DataOption = None,
+) -> None:
+    """Write one indicator table to stdout, per unit and period, with disclosure control."""
+    from workbench.publish.export import ExportError
+    from workbench.publish.export import export as export_table
+
+    try:
+        text = export_table(group, period, level=level, measures=measures.split(","),
+                            by=by or (), units=units.split(",") if units is not None else None,
+                            unsuppressed=unsuppressed, fmt=output_format, data=data)
+    except ExportError as exc:
+        fail(str(exc))
+    typer.echo(text, nl=False)
+
+
 def main() -> None:
     app(prog_name="workbench")
 
