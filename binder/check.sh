@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # What Binder would do, without Docker: a fresh venv, binder/requirements.txt, then postBuild,
-# run from a copy of the repository so the working tree's data/ is left alone.
+# run on the committed tree (as Binder would), so the working tree's data/ is left alone.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 tar cf - ) | (mkdir -p "$work/repo" && cd "$work/repo" && tar xf -)
+mkdir -p "$work/repo"
+git -C "$repo" archive HEAD | tar xf - -C "$work/repo"   # what Binder builds: the committed tree
 python3 -m venv "$work/venv"
 export PATH="$work/venv/bin:$PATH"
 python -m pip install -q --upgrade pip

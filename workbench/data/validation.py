@@ -322,9 +322,10 @@ def _first_failures(failures: pd.DataFrame, rules: RowSchema) -> pd.DataFrame:
     if failures["index"].isna().any():
         raise RuntimeError(f"pandera reported a failure without a row:\n{failures.head()}")
     wide = failures["schema_context"] == "DataFrameSchema"
-    failures = failures.assign(column=failures["column"].where(~wide, ""))
-    keys = list(zip(failures["column"], failures["check"], strict=True))
-    failures = failures.assign(rank=[rules.priority[k] for k in keys])
+    column = failures["column"].astype(str).where(~wide, "")
+    ranks = {f"{c}\t{k}": rank for (c, k), rank in rules.priority.items()}
+    rank = (column + "\t" + failures["check"].astype(str)).map(ranks)
+    failures = failures.assign(column=column, rank=rank)
     failures = failures.sort_values(["index", "rank"], kind="stable")
     return failures.drop_duplicates("index", keep="first")
 
@@ -396,7 +397,8 @@ class SetRule:
     sql: str
 
 
-def _quote(name: str) -> str:
+def quote(name: str) -> str:
+    """A column name as a SQL identifier (extra columns may hold any character)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -406,7 +408,7 @@ def _exact_duplicates(columns: list[str]) -> SetRule:
     Grouping on a hash of the whole row keeps this fast on 60 million rows; only rows whose hash
     repeats are then compared field by field.
     """
-    cols = ", ".join(_quote(c) for c in columns)
+    cols = ", ".join(quote(c) for c in columns)
     return SetRule(
         "duplicate_row",
         f"""
@@ -426,8 +428,8 @@ def _exact_duplicates(columns: list[str]) -> SetRule:
 
 
 def _duplicate_keys(spec: TableSpec) -> SetRule:
-    key = ", ".join(_quote(c) for c in spec.primary_key)
-    shown = " || ', ' || ".join(f"'{c} ' || {_quote(c)}" for c in spec.primary_key)
+    key = ", ".join(quote(c) for c in spec.primary_key)
+    shown = " || ', ' || ".join(f"'{c} ' || {quote(c)}" for c in spec.primary_key)
     return SetRule(
         "duplicate_key",
         f"""

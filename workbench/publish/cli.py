@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from workbench.paths import Dataset
+
+if TYPE_CHECKING:
+    from workbench.data.generator import GenerationSummary
 
 app = typer.Typer(
     help="Prescribing-feedback workbench for general practice.",
@@ -82,8 +85,37 @@ def data_generate(
         summary = generate(area, years, seed, dataset, progress=progress)  # type: ignore[arg-type]
     except (ValueError, LoadError) as exc:
         fail(str(exc))
+    _write_generation_report(summary, dataset)
     typer.echo(str(summary))
     typer.echo(f"database: {dataset.database}")
+
+
+def _write_generation_report(summary: GenerationSummary, dataset: Dataset) -> None:
+    """``reports/generation.json``: rows and wall-clock windows per phase and table, which
+    ``make bench`` matches against its memory samples."""
+    import json
+
+    load = summary.load_report
+    tables = {
+        name: {
+            "rows": rows,
+            "seconds": load.seconds.get(name) if load else None,
+            "window": load.windows.get(name) if load else None,
+        }
+        for name, rows in summary.rows.items()
+    }
+    report = {
+        "area": summary.area,
+        "years": list(summary.years),
+        "seed": summary.seed,
+        "phases": {
+            "generate": {"seconds": summary.seconds_generate, "window": summary.window},
+            "load": {"seconds": summary.seconds_load},
+        },
+        "tables": tables,
+    }
+    dataset.reports_dir.mkdir(parents=True, exist_ok=True)
+    (dataset.reports_dir / "generation.json").write_text(json.dumps(report, indent=2))
 
 
 @data_app.command("load")

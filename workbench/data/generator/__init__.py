@@ -18,6 +18,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,9 @@ from workbench.data.generator.writer import (
 from workbench.definitions import load_definitions
 from workbench.paths import PARAMETERS_DIR, Dataset
 
+if TYPE_CHECKING:
+    from workbench.data.loader import LoadReport
+
 __all__ = ["GenerationSummary", "generate", "write_register"]
 
 CHUNK_PERSONS = 200_000
@@ -77,6 +81,9 @@ class GenerationSummary:
     seconds_load: float | None = None
     register_dir: Path | None = None
     ground_truth_dir: Path | None = None
+    # Wall-clock (epoch) span of writing the Parquet files, and the loader's report.
+    window: tuple[float, float] | None = None
+    load_report: LoadReport | None = None
 
     @property
     def seconds(self) -> float:
@@ -103,7 +110,7 @@ def generate(
     from workbench.data.loader import load_register  # written alongside; imported when used
 
     started = time.perf_counter()
-    load_register(dataset.register_dir, dataset, progress=progress)
+    summary.load_report = load_register(dataset.register_dir, dataset, progress=progress)
     summary.seconds_load = time.perf_counter() - started
     return summary
 
@@ -118,7 +125,7 @@ def write_register(
     parameters: Path | None = None,
 ) -> GenerationSummary:
     """Everything ``generate`` does except building the database: the Parquet files only."""
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     first, last = _check_arguments(years, seed)
     params = load_parameters(parameters)
     geo = load_geography(params)
@@ -142,6 +149,7 @@ def write_register(
     summary.rows["redemptions"] = _write_redemptions(run, ctx, dataset.register_dir, progress)
     _write_ground_truth(run, dataset.ground_truth_dir, summary, parameters)
     summary.seconds_generate = time.perf_counter() - started
+    summary.window = (started_at, time.time())
     return summary
 
 
