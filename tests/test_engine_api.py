@@ -37,6 +37,40 @@ def test_connect_opens_a_database_file_read_only(tmp_path: Path) -> None:
         session.con.raw_sql("CREATE TABLE scratch (x INTEGER)")
 
 
+def _setting(session: Workbench, name: str) -> str:
+    return session.con.raw_sql(f"SELECT current_setting('{name}')").fetchone()[0]
+
+
+def test_connect_caps_duckdb_memory_and_spills_to_a_temp_folder(
+    tmp_path: Path, monkeypatch
+) -> None:
+    path = tmp_path / "workbench.duckdb"
+    small_world().backend(path).disconnect()
+    monkeypatch.delenv("WORKBENCH_DUCKDB_MEMORY_LIMIT", raising=False)
+    monkeypatch.delenv("WORKBENCH_DUCKDB_TEMP_DIRECTORY", raising=False)
+    session = connect(path)
+    # DuckDB reports the limit in its own units (3GB = 2.7 GiB).
+    assert _setting(session, "memory_limit") in {"2.7 GiB", "2.8 GiB", "3.0 GB"}
+    temp = _setting(session, "temp_directory")
+    assert "workbench-duckdb-" in temp and not temp.startswith(str(tmp_path))
+    session.con.disconnect()
+    session = connect(path, memory_limit="512MB", temp_directory=tmp_path / "spill")
+    assert _setting(session, "memory_limit") in {"488.2 MiB", "512.0 MB"}
+    assert _setting(session, "temp_directory") == str(tmp_path / "spill")
+    session.con.disconnect()
+    monkeypatch.setenv("WORKBENCH_DUCKDB_MEMORY_LIMIT", "1GB")
+    session = connect(path)
+    assert _setting(session, "memory_limit") in {"953.6 MiB", "1.0 GB"}
+    # A backend passed in keeps its settings unless asked.
+    backend = small_world().backend()
+    before = backend.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert _setting(connect(backend), "memory_limit") == before
+    assert _setting(connect(backend, memory_limit="256MB"), "memory_limit") in {
+        "244.1 MiB",
+        "256.0 MB",
+    }
+
+
 def test_connect_defaults_to_the_dataset_database(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="workbench.duckdb"):

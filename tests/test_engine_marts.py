@@ -88,3 +88,50 @@ def test_without_a_fingerprint_marts_are_never_used() -> None:
     assert STATE_TABLE not in con.list_tables()
     with pytest.raises(ValueError, match="data_fingerprint"):
         build_marts(con, connect(con).definitions)
+
+
+def test_a_build_lifts_the_sessions_duckdb_memory_cap_and_restores_it(monkeypatch) -> None:
+    """A dashboard's cap (connect's 3GB) can't hold a national build's sorts: the build runs
+    with DuckDB's default (or $WORKBENCH_DUCKDB_BUILD_MEMORY_LIMIT) and puts the cap back."""
+    con = world().backend()
+    con.create_table("metadata", ibis.memtable({"key": ["data_fingerprint"], "value": ["x"]}))
+    con.raw_sql("SET memory_limit = '1GB'")
+
+    def limit() -> str:
+        return con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+
+    seen = []
+    real = con.create_table
+
+    def spy(*args, **kwargs):
+        seen.append(limit())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(con, "create_table", spy)
+    monkeypatch.setenv("WORKBENCH_DUCKDB_BUILD_MEMORY_LIMIT", "2GB")
+    build_marts(con, connect(con).definitions)
+    assert set(seen) == {"1.8 GiB"}
+    assert limit() in {"953.5 MiB", "953.6 MiB"}  # DuckDB shows one decimal
+
+
+def test_a_build_lifts_a_cap_set_when_connecting(tmp_path: Path, monkeypatch) -> None:
+    """``RESET`` would return to the cap given at connect; the build uses DuckDB's default."""
+    path = tmp_path / "workbench.duckdb"
+    con = world().backend(path)
+    con.create_table("metadata", ibis.memtable({"key": ["data_fingerprint"], "value": ["x"]}))
+    con.disconnect()
+    monkeypatch.delenv("WORKBENCH_DUCKDB_BUILD_MEMORY_LIMIT", raising=False)
+    session = connect(path, read_only=False, memory_limit="1GB")
+    assert session.marts is not None
+    seen = []
+    real = session.con.create_table
+
+    def spy(*args, **kwargs):
+        seen.append(session.con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(session.con, "create_table", spy)
+    build_marts(session.con, session.definitions)
+    assert seen and all(s not in {"953.6 MiB", "953.5 MiB"} for s in seen)
+    limit = session.con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit in {"953.5 MiB", "953.6 MiB"}

@@ -14,9 +14,16 @@ import pytest
 from engine_fixtures import IBUPROFEN, MORPHINE, OXYCODONE_DEPOT, ZOPICLONE, TinyRegister, world
 
 from workbench.engine import Workbench, build_marts, connect
-from workbench.engine.listed import listing_days
+from workbench.engine.listed import listed_persons, listing_days
 from workbench.engine.measures import uses_month_mart
-from workbench.engine.months import listed_months, lookback_months, month_index
+from workbench.engine.months import (
+    age_period_keys,
+    listed_ages,
+    listed_months,
+    lookback_months,
+    month_index,
+    period_key,
+)
 from workbench.engine.periods import parse_periods, periods_table
 from workbench.engine.query import Query
 
@@ -132,6 +139,57 @@ QUESTIONS = [
         by="started",
     ),
     dict(groups="opioids", level="practice", periods="2019", by="sex"),  # before the marts
+    # Listed persons by age from the listed-age mart: every period kind, age and age group as
+    # breakdowns and filters, beside sex and the other dimensions.
+    dict(groups="opioids", level="practice", periods="2024-01..2025-03", by="age"),
+    dict(groups="sedatives", level="nation", periods="R12-2024-01..R12-2025-03", by="age_group"),
+    dict(groups="opioids", level="cluster", periods=["2023", "2024Q3", "2025-02"], by="age"),
+    dict(
+        groups=None,
+        level="municipality",
+        periods="2023Q1..2025Q4",
+        by=["sex", "age_group"],
+        filters={"age_group": ["65-79", "80+"]},
+    ),
+    dict(
+        groups="opioids",
+        level="practice",
+        periods="R12-2024-06",
+        by=["age_group", "depot"],
+        filters={"age": [0, 1, 63, 64], "sex": "F"},
+    ),
+    dict(groups="opioids", level="region", periods=["2022", "2024"], by="age"),  # 2022: raw
+    # Consumption group and started for some units only (their patients' history alone).
+    dict(
+        groups=["opioids", "sedatives"],
+        level="cluster",
+        periods="R12-2024-01..R12-2025-03",
+        units=["K1"],
+        by="consumption_group",
+    ),
+    dict(
+        groups="opioids",
+        level="practice",
+        periods="2024Q1..2025Q1",
+        units=["000002", "000004"],
+        by=["started", "consumption_group"],
+        filters={"depot": False},
+    ),
+    dict(
+        groups=["opioids", "N02AA"],
+        level="practice",
+        periods="2024",
+        units=["000003"],
+        by=["drug", "started", "consumption_group"],
+    ),
+    dict(
+        groups="sedatives",
+        level="municipality",
+        periods="2024Q4..2025Q1",
+        units=["851"],
+        by="sex",
+        filters={"started": "continued"},
+    ),
 ]
 
 
@@ -192,6 +250,69 @@ def test_listed_month_mart_matches_listing_days_month_by_month() -> None:
     want = raw.groupby(["practice_id", "month"]).days.sum()
     want = want[want != 0]
     pd.testing.assert_series_equal(got.sort_index(), want.sort_index(), check_names=False)
+
+
+def test_listed_age_mart_matches_the_raw_listings_for_every_period() -> None:
+    """Every month, quarter and 12-month run: person-days by practice, sex and age on the
+    period's first day, incl. birthdays on a 1st, on 29 February, births inside a period, a
+    person without a birth date and listings missing from the persons register."""
+    reg = edgy_world()
+    born = ["2024-02-29", "2024-03-01", "2024-03-02", "2023-12-31", "1980-01-01", None]
+    for i, birth in enumerate(born):
+        pid = f"b{i}"
+        reg.rows["persons"].append(
+            {
+                "person_id": pid,
+                "sex": "F" if i % 2 else None,
+                "birth_date": None if birth is None else dt.date.fromisoformat(birth),
+                "death_date": None,
+                "municipality_code": "851",
+            }
+        )
+        reg.listing(pid, PRACTICES[i % 4], "2023-06-15" if i % 2 else "2024-03-01", None)
+    con = reg.backend()
+    first, end = month_index(dt.date(2023, 1, 1)), month_index(dt.date(2026, 1, 1))
+    mart = listed_ages(con.table("listings"), con.table("persons"), first, end).to_pandas()
+    keys = age_period_keys(first, end)
+    assert len(keys) == 36 + 12 + 25
+    periods = [
+        *parse_periods("2023-01..2025-12"),
+        *parse_periods("2023Q1..2025Q4"),
+        *parse_periods("R12-2023-12..R12-2025-12"),
+    ]
+    assert sorted(period_key(p) for p in periods) == sorted(keys)
+    definitions = connect(con).definitions
+    raw = listed_persons(
+        con.table("listings"),
+        con.table("practices"),
+        con.table("persons"),
+        periods_table(periods),
+        definitions,
+        level="practice",
+        by=["sex", "age"],
+    ).to_pandas()
+    days = {p.label: p.days for p in periods}
+    raw["person_days"] = (raw.listed * raw.period.map(days)).round().astype("int64")
+    label = {period_key(p): p.label for p in periods}
+    mart["period"] = [label[(m, n)] for m, n in zip(mart.period_month, mart.months, strict=True)]
+    index = ["unit_id", "period", "sex", "age"]
+    want = raw.rename(columns={"unit_id": "unit_id"}).set_index(index).person_days
+    got = mart.rename(columns={"practice_id": "unit_id"}).set_index(index).person_days
+    pd.testing.assert_series_equal(
+        got[got != 0].sort_index(), want[want != 0].sort_index(), check_names=False
+    )
+
+
+def test_the_listed_age_mart_is_used_only_for_the_periods_it_holds(
+    sessions: tuple[Workbench, Workbench],
+) -> None:
+    from_marts, _ = sessions
+    marts = from_marts.marts
+    assert marts is not None
+    assert marts.lists_ages(parse_periods("2023-01..2025-12"))
+    assert marts.lists_ages(parse_periods(["2023", "2025Q4", "R12-2023-12", "R12-2025-12"]))
+    assert not marts.lists_ages(parse_periods("R12-2023-11"))  # starts in 2022
+    assert not marts.lists_ages(parse_periods(["2024", "2026-01"]))
 
 
 def test_a_leap_year_window_leaves_out_its_first_day() -> None:

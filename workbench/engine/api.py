@@ -11,6 +11,9 @@ a plot asks for rows, so an analyst can keep filtering, joining and grouping it 
 
 from __future__ import annotations
 
+import os
+import tempfile
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,33 @@ from workbench.engine.units import NATION_ID, check_level
 from workbench.paths import Dataset
 
 PeriodsArg = Any  # "2024", "2024Q1..2024Q4", a Period, or a list of labels/periods
+
+# DuckDB's own default is 80 % of the machine's memory; a dashboard server shares the machine
+# with its kernels, so the engine caps it (queries past the cap spill to ``temp_directory``).
+MEMORY_LIMIT_ENV = "WORKBENCH_DUCKDB_MEMORY_LIMIT"
+TEMP_DIRECTORY_ENV = "WORKBENCH_DUCKDB_TEMP_DIRECTORY"
+DEFAULT_MEMORY_LIMIT = "3GB"
+
+
+def duckdb_config(
+    memory_limit: str | None = None, temp_directory: str | Path | None = None
+) -> dict[str, str]:
+    """The DuckDB settings :func:`connect` opens a database with: ``memory_limit`` (argument,
+    else ``$WORKBENCH_DUCKDB_MEMORY_LIMIT``, else 3GB) and ``temp_directory`` for spilling
+    (argument, else ``$WORKBENCH_DUCKDB_TEMP_DIRECTORY``, else a fresh folder in the system's
+    temp folder, which DuckDB creates only when it spills and removes on close — never next to
+    a read-only database).
+
+    >>> duckdb_config("1GB", "/tmp/spill")
+    {'memory_limit': '1GB', 'temp_directory': '/tmp/spill'}
+    """
+    limit = memory_limit or os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
+    temp = temp_directory or os.environ.get(TEMP_DIRECTORY_ENV)
+    if not temp:
+        temp = (
+            Path(tempfile.gettempdir()) / f"workbench-duckdb-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        )
+    return {"memory_limit": str(limit), "temp_directory": str(temp)}
 
 
 class Workbench:
@@ -181,9 +211,16 @@ def connect(
     read_only: bool = True,
     definitions: Definitions | None = None,
     use_marts: bool = True,
+    memory_limit: str | None = None,
+    temp_directory: str | Path | None = None,
 ) -> Workbench:
     """Open a session: on the default dataset's database, a DuckDB file, or any Ibis backend
     that holds the register tables.
+
+    A DuckDB file is opened with a memory cap and a spill folder (see :func:`duckdb_config`:
+    3GB unless ``memory_limit`` or ``$WORKBENCH_DUCKDB_MEMORY_LIMIT`` says otherwise). A backend
+    passed in keeps its own settings unless ``memory_limit``/``temp_directory`` are given (and
+    it is DuckDB).
 
     Read-only by default: a notebook can't change the data. With ``read_only=False`` stale or
     missing marts (see :mod:`workbench.engine.marts`) are rebuilt on connect; read-only, stale
@@ -198,11 +235,17 @@ def connect(
     """
     options = {"writable": not read_only, "use_marts": use_marts}
     if isinstance(database, BaseBackend):
+        if database.name == "duckdb" and (memory_limit or temp_directory):
+            settings = {"memory_limit": memory_limit, "temp_directory": temp_directory}
+            for name, value in settings.items():
+                if value:
+                    database.raw_sql(f"SET {name} = '{str(value).replace(chr(39), chr(39) * 2)}'")
         return Workbench(database, definitions, **options)
     path = Path(database) if database is not None else Dataset.at().database
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: no database; generate or load a register first (see README)"
         )
-    con = ibis.duckdb.connect(str(path), read_only=read_only)
+    config = duckdb_config(memory_limit, temp_directory)
+    con = ibis.duckdb.connect(str(path), read_only=read_only, **config)
     return Workbench(con, definitions, **options)

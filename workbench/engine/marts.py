@@ -11,7 +11,8 @@ either — only faster. ``engine_facts`` is sorted by date so a period reads few
 On top of those, the month-grain marts of :mod:`workbench.engine.months` (net DDD per person ×
 practice × group × month, per-person month figures for consumption group and started, listed
 person-days per practice × sex × month) answer every period kind by re-aggregating whole months,
-so a dashboard question reads thousands of rows instead of millions of redemptions.
+so a dashboard question reads thousands of rows instead of millions of redemptions; listed
+persons by age (on the period's first day) come from ``engine_listed_age``, per period.
 
 They are keyed on the data fingerprint the loader writes (``metadata``: ``key =
 'data_fingerprint'``), on the drug definitions and on :data:`MARTS_VERSION`: when any of them
@@ -25,6 +26,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import ibis
@@ -33,17 +37,27 @@ from ibis.backends import BaseBackend
 
 from workbench.definitions import Definitions
 from workbench.engine.facts import redemption_facts
-from workbench.engine.months import listed_months, month_facts, month_index, person_group_months
+from workbench.engine.months import (
+    age_period_keys,
+    listed_ages,
+    listed_months,
+    month_facts,
+    month_index,
+    period_key,
+    person_group_months,
+)
 from workbench.engine.patients import redemption_days
+from workbench.engine.periods import Period
 from workbench.engine.registers import Registers
 
 # Bump when what the marts hold changes, so old databases rebuild.
-MARTS_VERSION = "2"
+MARTS_VERSION = "3"
 FACTS_TABLE = "engine_facts"
 DAYS_TABLE = "engine_group_days"
 MONTH_TABLE = "engine_month"
 PERSON_MONTH_TABLE = "engine_person_group_month"
 LISTED_TABLE = "engine_listed_month"
+LISTED_AGE_TABLE = "engine_listed_age"
 STATE_TABLE = "engine_marts_state"
 METADATA_TABLE = "metadata"
 FINGERPRINT_KEY = "data_fingerprint"
@@ -54,7 +68,8 @@ class Marts:
     """The stored tables: ``facts`` (redemption facts, every product), ``days`` (redemption
     days with ``new_use``, per definitions group), and the month-grain marts (see
     :mod:`workbench.engine.months`): ``month``, ``person_month``, ``listed`` with the months it
-    covers, ``listed_months`` = ``(first, end)`` month indexes (end exclusive)."""
+    covers, ``listed_months`` = ``(first, end)`` month indexes (end exclusive), and
+    ``listed_age`` (listed person-days by age per period within those months)."""
 
     facts: ir.Table
     days: ir.Table
@@ -62,12 +77,20 @@ class Marts:
     person_month: ir.Table | None = None
     listed: ir.Table | None = None
     listed_months: tuple[int, int] | None = None
+    listed_age: ir.Table | None = None
 
     def lists_months(self, first: int, end: int) -> bool:
         """Whether the listed mart covers the months ``first ≤ m < end``."""
         if self.listed is None or self.listed_months is None:
             return False
         return self.listed_months[0] <= first and end <= self.listed_months[1]
+
+    def lists_ages(self, periods: tuple[Period, ...] | list[Period]) -> bool:
+        """Whether the listed-age mart holds every one of ``periods``."""
+        if self.listed_age is None or self.listed_months is None:
+            return False
+        held = set(age_period_keys(*self.listed_months))
+        return all(period_key(p) in held for p in periods)
 
 
 def definitions_digest(definitions: Definitions) -> str:
@@ -118,6 +141,7 @@ def _bind(con: BaseBackend, listed_span: tuple[int | None, int | None]) -> Marts
         person_month=con.table(PERSON_MONTH_TABLE),
         listed=con.table(LISTED_TABLE),
         listed_months=None if first is None or end is None else (first, end),
+        listed_age=con.table(LISTED_AGE_TABLE),
     )
 
 
@@ -144,6 +168,44 @@ def build_marts(con: BaseBackend, definitions: Definitions) -> Marts:
             f"no '{FINGERPRINT_KEY}' in table '{METADATA_TABLE}': load the data with the "
             "loader so the engine can tell when the marts go stale"
         )
+    with _build_memory(con):
+        return _build(con, definitions, key)
+
+
+# The memory a marts build may use on DuckDB (default: DuckDB's own, 80 % of RAM). A session's
+# queries are capped lower (see :func:`~workbench.engine.api.connect`), but building the marts
+# sorts and aggregates whole registers once per data load, which a dashboard's cap can't hold.
+BUILD_MEMORY_LIMIT_ENV = "WORKBENCH_DUCKDB_BUILD_MEMORY_LIMIT"
+
+
+def _duckdb_default_limit() -> str | None:
+    """DuckDB's own default memory limit, 80 % of the machine's memory (None: unknown here).
+    ``RESET memory_limit`` would go back to the connection's configured cap instead."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return f"{int(total * 0.8) // 2**20}MiB"
+
+
+@contextmanager
+def _build_memory(con: BaseBackend) -> Iterator[None]:
+    """Lift a DuckDB connection's memory limit while the marts are built, then restore it (as
+    DuckDB shows it: to a tenth of its unit)."""
+    if con.name != "duckdb":
+        yield
+        return
+    before = con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
+    limit = os.environ.get(BUILD_MEMORY_LIMIT_ENV) or _duckdb_default_limit()
+    if limit:
+        con.raw_sql(f"SET memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        con.raw_sql(f"SET memory_limit = '{before}'")
+
+
+def _build(con: BaseBackend, definitions: Definitions, key: str) -> Marts:
     if STATE_TABLE in con.list_tables():
         con.drop_table(STATE_TABLE)
     reg = Registers.from_backend(con)
@@ -158,6 +220,9 @@ def build_marts(con: BaseBackend, definitions: Definitions) -> Marts:
     )
     span = listed_span(reg.redemptions) or (0, 0)
     con.create_table(LISTED_TABLE, listed_months(reg.listings, reg.persons, *span), overwrite=True)
+    con.create_table(
+        LISTED_AGE_TABLE, listed_ages(reg.listings, reg.persons, *span), overwrite=True
+    )
     state = ibis.memtable(
         {
             "marts_key": [key],

@@ -16,6 +16,7 @@ The rules that shape the code:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import ibis
@@ -27,14 +28,16 @@ from workbench.engine.listed import listed_persons
 from workbench.engine.marts import Marts
 from workbench.engine.months import (
     NET_DECIMALS,
+    age_periods,
     consumption_window_ddd,
     first_use,
     month_index,
+    period_key,
     period_months,
 )
 from workbench.engine.patients import consumption_groups, label_consumption, label_started, starts
 from workbench.engine.periods import periods_table
-from workbench.engine.persons import add_person_attributes
+from workbench.engine.persons import add_person_attributes, age_group
 from workbench.engine.query import (
     PATIENT_DIMS,
     PERSON_DIMS,
@@ -72,11 +75,27 @@ def _stored_days(marts: Marts | None, query: Query, definitions: Definitions) ->
     return marts.days.filter(marts.days.group.isin(list(query.groups)))
 
 
+def _of_patients(table: ir.Table, rows: ir.Table, query: Query) -> ir.Table:
+    """``table`` (per person and group) narrowed to the persons and groups of ``rows`` when the
+    query asks for some units only: a practice's patients' history, not the nation's.
+
+    Exact: consumption group and started/continued are judged per person and group on their
+    whole history, which the narrowing keeps; they are only ever joined to ``rows``.
+    """
+    if query.units is None:
+        return table
+    who = rows.select("person_id", "group").distinct()
+    return table.semi_join(who, ["person_id", "group"])
+
+
 def _with_patient_dims(
     rows: ir.Table, selected: ir.Table, periods: ir.Table, query: Query, days: ir.Table | None
 ) -> ir.Table:
     """Add the consumption group and started/continued asked for, judged on ``selected``
     (every prescriber, no other filter)."""
+    selected = _of_patients(selected, rows, query)
+    if days is not None:
+        days = _of_patients(days, rows, query)
     key = ["person_id", "group", "period"]
     wanted = {*query.dims(PATIENT_DIMS), *query.filters_of(PATIENT_DIMS)}
     if "consumption_group" in wanted:
@@ -138,7 +157,7 @@ def _month_rows(reg: Registers, definitions: Definitions, query: Query, marts: M
     if query.needs(PATIENT_DIMS):
         assert query.groups is not None
         pgm = marts.person_month
-        pgm = pgm.filter(pgm.group.isin(list(query.groups)))
+        pgm = _of_patients(pgm.filter(pgm.group.isin(list(query.groups))), rows, query)
         key = ["person_id", "group", "period"]
         wanted = {*query.dims(PATIENT_DIMS), *query.filters_of(PATIENT_DIMS)}
         if "consumption_group" in wanted:
@@ -205,6 +224,12 @@ def _outer_join(left: ir.Table, right: ir.Table, keys: Sequence[str]) -> ir.Tabl
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _names_table(names: tuple[str, ...]) -> ir.Table:
+    """The asked selections' names as a one-column table (cached, like the periods)."""
+    return ibis.memtable({"group": list(names)}, schema={"group": "string"})
+
+
 def _frame(reg: Registers, query: Query, periods: ir.Table, listed: ir.Table) -> ir.Table:
     """Every unit × period × group (× person cell with listed persons): the rows that must be
     there even without a single redemption."""
@@ -213,7 +238,7 @@ def _frame(reg: Registers, query: Query, periods: ir.Table, listed: ir.Table) ->
     frame = (
         unit_ids(reg.practices, query.level, units)
         .cross_join(periods.select("period"))
-        .cross_join(ibis.memtable({"group": names}, schema={"group": "string"}))
+        .cross_join(_names_table(tuple(names)))
     )
     if query.non_gp:
         frame = frame.mutate(prescriber=ibis.literal(GP))
@@ -245,11 +270,14 @@ def _listed(
 ) -> ir.Table:
     """Listed persons per unit, period and person cell: from the listed month mart when it
     covers the periods and no age is asked (age is on the period's first day, which month sums
-    can't tell), else from the raw listings."""
+    can't tell), from the listed-age mart (per period) when an age is asked, else from the raw
+    listings."""
     units = None if query.units is None else list(query.units)
     person_dims = query.dims(PERSON_DIMS)
     person_filters = query.filters_of(PERSON_DIMS)
     ages = {"age", "age_group"} & {*person_dims, *person_filters}
+    if marts is not None and ages and marts.lists_ages(query.periods):
+        return _listed_by_age(reg, definitions, query, periods, marts)
     if marts is None or ages or not marts.lists_months(*_month_span(query)):
         return listed_persons(
             reg.listings,
@@ -270,6 +298,36 @@ def _listed(
         stored = apply_filters(stored.filter(stored.known), person_filters)
     days = stored.join(unit_map(reg.practices, query.level, units), "practice_id")
     days = days.join(period_months(query.periods).select("period", "month"), "month")
+    days = days.join(periods.select("period", "period_days"), "period")
+    summed = days.group_by(["unit_id", "period", "period_days", *person_dims]).aggregate(
+        person_days=days.person_days.sum()
+    )
+    return summed.select(
+        "unit_id", "period", *person_dims, listed=summed.person_days / summed.period_days
+    )
+
+
+def _listed_by_age(
+    reg: Registers, definitions: Definitions, query: Query, periods: ir.Table, marts: Marts
+) -> ir.Table:
+    """Listed persons by person cell with an age asked, from ``engine_listed_age``: each period
+    is one stored row set (age on its first day), so nothing is re-aggregated across months."""
+    assert marts.listed_age is not None
+    units = None if query.units is None else list(query.units)
+    person_dims = query.dims(PERSON_DIMS)
+    keys = [period_key(p) for p in query.periods]
+    wanted = age_periods(tuple(query.periods))
+    stored = marts.listed_age
+    # Literal bounds let the database skip row groups (the mart is sorted by length, month).
+    stored = stored.filter(
+        stored.months.isin(sorted({k[1] for k in keys}))
+        & (stored.period_month >= min(k[0] for k in keys))
+        & (stored.period_month <= max(k[0] for k in keys))
+    )
+    days = stored.join(wanted, ["period_month", "months"])
+    days = days.join(unit_map(reg.practices, query.level, units), "practice_id")
+    days = days.mutate(age_group=age_group(days.age, definitions))
+    days = apply_filters(days, query.filters_of(PERSON_DIMS))
     days = days.join(periods.select("period", "period_days"), "period")
     summed = days.group_by(["unit_id", "period", "period_days", *person_dims]).aggregate(
         person_days=days.person_days.sum()

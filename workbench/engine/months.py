@@ -23,7 +23,14 @@ the finest grain a dashboard question needs, and the query side re-aggregates th
   expanding listings to months: each listing adds +1/−1 "listed all month" events at its first
   and after its last full month and partial days at its edges; a running sum over months gives
   the full-month count. Age on the period's first day can't be summed from months (it depends
-  on the period's start, not the month's), so listed persons by age read the raw listings.
+  on the period's start, not the month's), so:
+* ``engine_listed_age`` — listed person-days per practice × period × sex × age on the period's
+  first day, for every period the engine can be asked about within the covered months: every
+  month, every quarter and every run of 12 months (years and R12), keyed by the period's first
+  month and its length in months. Only persons in ``persons`` (a figure by age can't place the
+  others). Built from the listings collapsed first: age on a month's 1st depends on the birth
+  date only through its year, month and whether it is the 1st, so persons born on the 2nd–31st
+  of one month share a row.
 
 Months are integers ``year × 12 + month − 1`` (plain Ibis on every backend, cheap to join on).
 """
@@ -31,12 +38,15 @@ Months are integers ``year × 12 + month − 1`` (plain Ibis on every backend, c
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 from workbench.engine.periods import Period
+from workbench.engine.persons import age_on
 
 # Decimals a net DDD is rounded to before it is compared with a threshold: sums of floats in
 # another order (month by month, or in parallel) may leave 1e-15 where the exact sum is 0.
@@ -64,7 +74,13 @@ def _days_in_month(index: int) -> int:
 
 
 def period_months(periods: Sequence[Period]) -> ir.Table:
-    """``(period, month, period_start)``: the calendar months each period is made of."""
+    """``(period, month, period_start)``: the calendar months each period is made of (cached
+    per periods, as :func:`~workbench.engine.periods.periods_table`)."""
+    return _period_months(tuple(periods))
+
+
+@functools.lru_cache(maxsize=256)
+def _period_months(periods: tuple[Period, ...]) -> ir.Table:
     rows = [
         (p.label, m, p.start)
         for p in periods
@@ -83,6 +99,11 @@ def period_months(periods: Sequence[Period]) -> ir.Table:
 def lookback_months(periods: Sequence[Period]) -> ir.Table:
     """``(period, month, without_day1)``: the months of each period's consumption-group window,
     and whether the window leaves out the first month's 1st day (see the module docstring)."""
+    return _lookback_months(tuple(periods))
+
+
+@functools.lru_cache(maxsize=256)
+def _lookback_months(periods: tuple[Period, ...]) -> ir.Table:
     rows = []
     for p in periods:
         start = p.lookback_start
@@ -220,6 +241,101 @@ def listed_months(
     days = (counted.full + counted.plus_dim) * counted.month_days + counted.const_days
     result = counted.select(*cell, "month", person_days=days.cast("int64"))
     return result.filter(result.person_days != 0).order_by(["month", "practice_id"])
+
+
+def age_period_keys(first_month: int, end_month: int) -> list[tuple[int, int]]:
+    """``(first month, months)`` of every period kind's periods within ``first_month ≤ m <
+    end_month``: each month, each calendar quarter, each run of 12 months (years, R12)."""
+    keys = []
+    for length, step in ((1, 1), (3, 3), (12, 1)):
+        for m in range(first_month, end_month - length + 1):
+            if m % step == 0:
+                keys.append((m, length))
+    return keys
+
+
+@functools.lru_cache(maxsize=256)
+def age_periods(periods: tuple[Period, ...]) -> ir.Table:
+    """``(period, period_month, months)``: the key of each period in ``engine_listed_age``."""
+    keys = [period_key(p) for p in periods]
+    return ibis.memtable(
+        {
+            "period": [p.label for p in periods],
+            "period_month": [k[0] for k in keys],
+            "months": [k[1] for k in keys],
+        },
+        schema=ibis.schema({"period": "string", "period_month": "int64", "months": "int64"}),
+    )
+
+
+def period_key(period: Period) -> tuple[int, int]:
+    """``(first month, months)`` of a period, as :func:`age_period_keys` gives them."""
+    first = month_index(period.start)
+    return first, month_index(period.end_exclusive) - first
+
+
+def listed_ages(
+    listings: ir.Table, persons: ir.Table, first_month: int, end_month: int
+) -> ir.Table:
+    """``engine_listed_age``: ``(months, period_month, practice_id, sex, age, person_days)``
+    for the periods of :func:`age_period_keys`, exact to the day; ``age`` as
+    :func:`~workbench.engine.persons.age_on` gives it on the period's first day."""
+    start_year, start_m = divmod(first_month, 12)
+    end_year, end_m = divmod(end_month, 12)
+    c0 = ibis.date(start_year, start_m + 1, 1)
+    c1 = ibis.date(end_year, end_m + 1, 1)
+    valid = listings.filter(listings.end_date.isnull() | (listings.end_date > listings.start_date))
+    person = persons.select("person_id", "sex", "birth_date")
+    joined = valid.join(person, "person_id")
+    birth = joined.birth_date
+    # The same age on every month's 1st as the birth date itself (see the module docstring).
+    cohort = ibis.ifelse(
+        birth.day() == 1,
+        birth,
+        ibis.date(birth.year(), birth.month(), ibis.literal(2)),
+    )
+    start = ibis.greatest(joined.start_date, c0)
+    end = ibis.least(joined.end_date.fill_null(c1), c1)
+    clipped = joined.select("practice_id", "sex", cohort=cohort, start=start, end=end)
+    clipped = clipped.filter(clipped.start < clipped.end)
+    collapsed = clipped.group_by(["practice_id", "sex", "cohort", "start", "end"]).aggregate(
+        n=clipped.count()
+    )
+    keys = age_period_keys(first_month, end_month)
+
+    def first_of(m: int) -> dt.date:
+        return dt.date(m // 12, m % 12 + 1, 1)
+
+    # From Arrow with explicit types, so no periods (a register without redemptions) is still
+    # a table of dates.
+    periods = ibis.memtable(
+        pa.table(
+            {
+                "period_month": pa.array([k[0] for k in keys], pa.int64()),
+                "months": pa.array([k[1] for k in keys], pa.int64()),
+                "p_start": pa.array([first_of(k[0]) for k in keys], pa.date32()),
+                "p_end": pa.array([first_of(k[0] + k[1]) for k in keys], pa.date32()),
+            }
+        )
+    )
+    overlap = collapsed.join(
+        periods, [collapsed.start < periods.p_end, collapsed.end > periods.p_start]
+    )
+    days = ibis.least(overlap.end, overlap.p_end).delta(
+        ibis.greatest(overlap.start, overlap.p_start), unit="day"
+    )
+    rows = overlap.select(
+        "months",
+        "period_month",
+        "practice_id",
+        "sex",
+        age=age_on(overlap.cohort, overlap.p_start).cast("int64"),
+        person_days=(days * overlap.n).cast("int64"),
+    )
+    summed = rows.group_by(["months", "period_month", "practice_id", "sex", "age"]).aggregate(
+        person_days=rows.person_days.sum()
+    )
+    return summed.order_by(["months", "period_month", "practice_id"])
 
 
 # ---- answering from the marts ------------------------------------------------------------------

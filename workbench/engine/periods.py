@@ -16,6 +16,7 @@ datetime.date(2023, 7, 1)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -174,8 +175,15 @@ def periods_table(periods: Iterable[Period]) -> ir.Table:
 
     Columns: ``period`` (label), ``period_start``, ``period_end`` (exclusive), ``period_days``,
     ``lookback_start`` (first day of the consumption-group window).
+
+    The same periods give the same table (cached): one node however often a query joins it,
+    and registered with a backend once, which keeps building and compiling a query cheap.
     """
-    periods = list(periods)
+    return _periods_table(tuple(periods))
+
+
+@functools.lru_cache(maxsize=256)
+def _periods_table(periods: tuple[Period, ...]) -> ir.Table:
     return ibis.memtable(
         {
             "period": [p.label for p in periods],
