@@ -27,6 +27,7 @@ from workbench.data.generator.parameters import (
     GeneratorParametersError,
 )
 from workbench.data.generator.streams import stream
+from workbench.data.schema import TABLES_BY_NAME
 from workbench.definitions import Definitions
 
 TO_MG = {"g": 1000.0, "mg": 1.0, "mcg": 0.001}
@@ -79,17 +80,8 @@ def build_catalogue(
 
 
 def contract_columns() -> list[str]:
-    return [
-        "product_id",
-        "product_name",
-        "atc_code",
-        "form",
-        "strength",
-        "strength_unit",
-        "pack_size",
-        "ddd_per_pack",
-        "depot",
-    ]
+    """The products table's columns, from the one schema contract the loader also checks."""
+    return list(TABLES_BY_NAME["products"].names)
 
 
 def danish_name(atc: str, english: str, cat: Catalogue) -> str:
