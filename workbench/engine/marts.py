@@ -27,7 +27,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -39,23 +39,27 @@ from workbench.definitions import Definitions
 from workbench.engine.facts import redemption_facts
 from workbench.engine.months import (
     age_period_keys,
+    by_practice,
     listed_ages,
     listed_months,
     month_facts,
     month_index,
     period_key,
     person_group_months,
+    person_group_months_by_practice,
 )
 from workbench.engine.patients import redemption_days
 from workbench.engine.periods import Period
 from workbench.engine.registers import Registers
 
 # Bump when what the marts hold changes, so old databases rebuild.
-MARTS_VERSION = "3"
+MARTS_VERSION = "4"
 FACTS_TABLE = "engine_facts"
 DAYS_TABLE = "engine_group_days"
 MONTH_TABLE = "engine_month"
 PERSON_MONTH_TABLE = "engine_person_group_month"
+MONTH_BY_PRACTICE_TABLE = "engine_month_by_practice"
+PERSON_MONTH_BY_PRACTICE_TABLE = "engine_person_group_month_by_practice"
 LISTED_TABLE = "engine_listed_month"
 LISTED_AGE_TABLE = "engine_listed_age"
 STATE_TABLE = "engine_marts_state"
@@ -69,7 +73,10 @@ class Marts:
     days with ``new_use``, per definitions group), and the month-grain marts (see
     :mod:`workbench.engine.months`): ``month``, ``person_month``, ``listed`` with the months it
     covers, ``listed_months`` = ``(first, end)`` month indexes (end exclusive), and
-    ``listed_age`` (listed person-days by age per period within those months)."""
+    ``listed_age`` (listed person-days by age per period within those months);
+    ``month_by_practice`` and ``person_month_by_practice`` are the by-practice copies a
+    practice or cluster question reads, and ``cluster_practices`` the practices of each
+    cluster (the ids such a question filters those copies on)."""
 
     facts: ir.Table
     days: ir.Table
@@ -78,6 +85,9 @@ class Marts:
     listed: ir.Table | None = None
     listed_months: tuple[int, int] | None = None
     listed_age: ir.Table | None = None
+    month_by_practice: ir.Table | None = None
+    person_month_by_practice: ir.Table | None = None
+    cluster_practices: Mapping[str, tuple[str, ...]] | None = None
 
     def lists_months(self, first: int, end: int) -> bool:
         """Whether the listed mart covers the months ``first ≤ m < end``."""
@@ -142,7 +152,20 @@ def _bind(con: BaseBackend, listed_span: tuple[int | None, int | None]) -> Marts
         listed=con.table(LISTED_TABLE),
         listed_months=None if first is None or end is None else (first, end),
         listed_age=con.table(LISTED_AGE_TABLE),
+        month_by_practice=con.table(MONTH_BY_PRACTICE_TABLE),
+        person_month_by_practice=con.table(PERSON_MONTH_BY_PRACTICE_TABLE),
+        cluster_practices=_cluster_practices(con),
     )
+
+
+def _cluster_practices(con: BaseBackend) -> dict[str, tuple[str, ...]]:
+    """``{cluster_id: practice ids}`` from the practices register (a few thousand rows)."""
+    practices = con.table("practices").select("cluster_id", "practice_id").to_pyarrow()
+    found: dict[str, list[str]] = {}
+    for row in practices.to_pylist():
+        if row["cluster_id"] is not None:
+            found.setdefault(row["cluster_id"], []).append(row["practice_id"])
+    return {cluster: tuple(sorted(ids)) for cluster, ids in found.items()}
 
 
 def listed_span(redemptions: ir.Table) -> tuple[int, int] | None:
@@ -214,9 +237,16 @@ def _build(con: BaseBackend, definitions: Definitions, key: str) -> Marts:
     stored = con.table(FACTS_TABLE)
     grouped = stored.filter(stored.product_group.notnull()).mutate(group=stored.product_group)
     con.create_table(DAYS_TABLE, redemption_days(grouped), overwrite=True)
-    con.create_table(MONTH_TABLE, month_facts(stored), overwrite=True)
+    con.create_table(MONTH_TABLE, month_facts(stored, reg.persons), overwrite=True)
     con.create_table(
         PERSON_MONTH_TABLE, person_group_months(stored, con.table(DAYS_TABLE)), overwrite=True
+    )
+    month = con.table(MONTH_TABLE)
+    con.create_table(MONTH_BY_PRACTICE_TABLE, by_practice(month), overwrite=True)
+    con.create_table(
+        PERSON_MONTH_BY_PRACTICE_TABLE,
+        person_group_months_by_practice(con.table(PERSON_MONTH_TABLE), month),
+        overwrite=True,
     )
     span = listed_span(reg.redemptions) or (0, 0)
     con.create_table(LISTED_TABLE, listed_months(reg.listings, reg.persons, *span), overwrite=True)

@@ -34,10 +34,11 @@ from workbench.engine.months import (
     month_index,
     period_key,
     period_months,
+    person_months_of_practices,
 )
 from workbench.engine.patients import consumption_groups, label_consumption, label_started, starts
 from workbench.engine.periods import periods_table
-from workbench.engine.persons import add_person_attributes, age_group
+from workbench.engine.persons import add_person_attributes, age_group, stored_person_attributes
 from workbench.engine.query import (
     PATIENT_DIMS,
     PERSON_DIMS,
@@ -110,9 +111,9 @@ def _with_patient_dims(
     return rows
 
 
-# Redemption dimensions the month mart keeps; the others (drug, product, pack_size) need the
+# Redemption dimensions the month mart keeps; the others (product, pack_size) need the
 # redemption-grain facts.
-MONTH_MART_DIMS = ("addictive", "depot")
+MONTH_MART_DIMS = ("drug", "addictive", "depot")
 
 
 def uses_month_mart(marts: Marts | None, query: Query, definitions: Definitions) -> bool:
@@ -135,11 +136,28 @@ def _month_span(query: Query) -> tuple[int, int]:
     return first, max(month_index(p.end_exclusive) for p in query.periods)
 
 
+def _practices_asked(marts: Marts, query: Query) -> list[str] | None:
+    """The practice ids a practice or cluster question is about, when the marts have the
+    by-practice copies to read them from (None: read the nation-wide marts)."""
+    if query.units is None or marts.month_by_practice is None:
+        return None
+    if query.level == "practice":
+        return sorted(query.units)
+    if query.level == "cluster" and marts.cluster_practices is not None:
+        return sorted({p for u in query.units for p in marts.cluster_practices.get(u, ())})
+    return None
+
+
 def _month_rows(reg: Registers, definitions: Definitions, query: Query, marts: Marts) -> ir.Table:
     """The month mart's rows of the query's groups, units, periods and filters, with the cell
     they fall in: the same columns the redemption rows have, summed per month."""
     assert marts.month is not None and marts.person_month is not None
+    practice_ids = _practices_asked(marts, query)
     month = marts.month
+    if practice_ids is not None:
+        assert marts.month_by_practice is not None
+        month = marts.month_by_practice
+        month = month.filter(month.practice_id.isin(practice_ids))
     first, end = _month_span(query)
     # Literal bounds let the database skip row groups (the mart is sorted by group, month).
     month = month.filter((month.month >= first) & (month.month < end))
@@ -152,12 +170,17 @@ def _month_rows(reg: Registers, definitions: Definitions, query: Query, marts: M
     rows = rows.join(period_months(query.periods), "month")
     rows = apply_filters(rows, query.filters_of(REDEMPTION_DIMS))
     if query.needs(PERSON_DIMS):
-        rows = add_person_attributes(rows, reg.persons, definitions)
+        rows = stored_person_attributes(rows, definitions)
         rows = apply_filters(rows, query.filters_of(PERSON_DIMS))
     if query.needs(PATIENT_DIMS):
         assert query.groups is not None
-        pgm = marts.person_month
-        pgm = _of_patients(pgm.filter(pgm.group.isin(list(query.groups))), rows, query)
+        if practice_ids is not None and marts.person_month_by_practice is not None:
+            pgm = person_months_of_practices(
+                marts.person_month_by_practice, practice_ids, list(query.groups)
+            )
+        else:
+            pgm = marts.person_month.filter(marts.person_month.group.isin(list(query.groups)))
+        pgm = _of_patients(pgm, rows, query)
         key = ["person_id", "group", "period"]
         wanted = {*query.dims(PATIENT_DIMS), *query.filters_of(PATIENT_DIMS)}
         if "consumption_group" in wanted:

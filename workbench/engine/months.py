@@ -5,9 +5,15 @@ a sum over a period is exactly the sum of its months' sums. The marts here store
 the finest grain a dashboard question needs, and the query side re-aggregates them per period:
 
 * ``engine_month`` — net DDD per person × attributed practice × prescriber label × group ×
-  addictive × depot × month. Patients are then counted exactly as from the raw redemptions:
-  month sums are first *re-summed per person over the period* and only then tested ``> 0`` (a
-  person with +10 DDD in March and −10 in April is no patient of the quarter).
+  drug × addictive × depot × month, with the person's ``sex`` and ``birth_date`` carried along
+  (``person_known``: whether ``persons`` has them), so a figure by sex or age needs no join with
+  the persons register. Patients are then counted exactly as from the raw redemptions: month
+  sums are first *re-summed per person over the period* and only then tested ``> 0`` (a person
+  with +10 DDD in March and −10 in April is no patient of the quarter).
+* ``engine_month_by_practice`` — the same rows sorted by practice, and
+  ``engine_person_group_month_by_practice`` — the rows of ``engine_person_group_month`` under
+  each practice that has a GP redemption of the person in the group: a practice or cluster
+  question then reads its own few row groups instead of scanning the nation's.
 * ``engine_person_group_month`` — per person × group × month, over **every** prescriber: net DDD,
   net DDD on the month's 1st day, and the first redemption day in the month with its
   new-use flag. From these, consumption group and started/continued follow exactly:
@@ -124,17 +130,48 @@ def _lookback_months(periods: tuple[Period, ...]) -> ir.Table:
 
 # ---- building the marts ------------------------------------------------------------------------
 
-MONTH_GRAIN = ("product_group", "month", "practice_id", "prescriber", "addictive", "depot")
+MONTH_GRAIN = (
+    "product_group", "month", "practice_id", "prescriber", "drug", "addictive", "depot"
+)
 
 
-def month_facts(facts: ir.Table) -> ir.Table:
-    """``engine_month``: net DDD per person × practice × prescriber × group × flags × month,
-    ordered by group and month so a query reads few row groups. ``facts`` are
-    :func:`~workbench.engine.facts.redemption_facts` (every product: ``product_group`` is null
-    for products of no group, which the all-drugs selection still counts)."""
+def month_facts(facts: ir.Table, persons: ir.Table) -> ir.Table:
+    """``engine_month``: net DDD per person × practice × prescriber × group × drug × flags ×
+    month with the person's sex and birth date, ordered by group and month so a query reads few
+    row groups. ``facts`` are :func:`~workbench.engine.facts.redemption_facts` (every product:
+    ``product_group`` is null for products of no group, which the all-drugs selection still
+    counts)."""
     with_month = facts.mutate(month=month_of(facts.dispensed_on))
     summed = with_month.group_by([*MONTH_GRAIN, "person_id"]).aggregate(ddd=with_month.ddd.sum())
-    return summed.order_by(["product_group", "month"])
+    person = persons.select("person_id", "sex", "birth_date", person_known=ibis.literal(True))
+    joined = summed.left_join(person, "person_id").drop("person_id_right")
+    joined = joined.mutate(person_known=joined.person_known.fill_null(False))
+    return joined.order_by(["product_group", "month"])
+
+
+def by_practice(month: ir.Table) -> ir.Table:
+    """``engine_month_by_practice``: ``engine_month`` sorted by practice, group and month."""
+    return month.order_by(["practice_id", "product_group", "month"])
+
+
+def person_group_months_by_practice(pgm: ir.Table, month: ir.Table) -> ir.Table:
+    """``engine_person_group_month_by_practice``: every row of ``pgm`` (a person's history in
+    a group, over every prescriber) under each practice that has a GP redemption of that person
+    in that group. A person seen by two practices is stored twice, so a reader of several
+    practices must take distinct rows (:func:`person_months_of_practices`)."""
+    who = month.filter(month.practice_id.notnull() & month.product_group.notnull())
+    who = who.select("practice_id", "person_id", group=who.product_group).distinct()
+    stored = pgm.join(who, ["person_id", "group"])
+    return stored.order_by(["practice_id", "group", "month"])
+
+
+def person_months_of_practices(
+    stored: ir.Table, practice_ids: Sequence[str], groups: Sequence[str]
+) -> ir.Table:
+    """The ``engine_person_group_month`` rows of every person with a GP redemption in one of
+    ``practice_ids`` and ``groups``, once each, read from the by-practice copy."""
+    rows = stored.filter(stored.practice_id.isin(list(practice_ids)) & stored.group.isin(groups))
+    return rows.drop("practice_id").distinct()
 
 
 def person_group_months(facts: ir.Table, days: ir.Table) -> ir.Table:

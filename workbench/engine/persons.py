@@ -56,3 +56,11 @@ def add_person_attributes(table: ir.Table, persons: ir.Table, definitions: Defin
     age = age_on(joined.birth_date, joined.period_start)
     with_age = joined.mutate(age=age).drop("birth_date")
     return with_age.mutate(age_group=age_group(with_age.age, definitions))
+
+
+def stored_person_attributes(table: ir.Table, definitions: Definitions) -> ir.Table:
+    """:func:`add_person_attributes` for a mart that carries ``sex``, ``birth_date`` and
+    ``person_known`` on every row: the same columns and rows, without joining ``persons``."""
+    known = table.filter(table.person_known)
+    with_age = known.mutate(age=age_on(known.birth_date, known.period_start)).drop("birth_date")
+    return with_age.mutate(age_group=age_group(with_age.age, definitions))
