@@ -198,8 +198,12 @@ def sql_full_table(
 def pandas_full_table(
     con: duckdb.DuckDBPyConnection, definitions: Definitions, months: list[str]
 ) -> pd.DataFrame:
-    """A straightforward pandas version: load the tables, merge, group, divide."""
-    redemptions = con.table("redemptions").arrow().read_all().to_pandas()
+    """A straightforward pandas version: load the tables, merge, group, divide.
+
+    The redemptions are read in batches of the columns it needs and summed per person and cell
+    batch by batch (sums of sums are the same sums), so the national register (52 M rows, about
+    18 GiB as one DataFrame of every column) fits in a few GiB; everything else is plain pandas.
+    """
     products = con.table("products").df()
     practices = con.table("practices").df()
     listings = con.table("listings").df()
@@ -208,19 +212,25 @@ def pandas_full_table(
         return next((gid for gid, g in definitions.groups.items() if g.matches(atc)), None)
 
     products["group"] = products.atc_code.map(group_of)
-    red = redemptions[
-        (redemptions.prescriber_type == "gp")
-        & redemptions.prescriber_id.isin(practices.practice_id)
-    ]
-    red = red.merge(products[["product_id", "group", "ddd_per_pack"]], on="product_id")
-    red = red[red["group"].notna()]
-    red = red.assign(
-        ddd=red.packs * red.ddd_per_pack,
-        month=pd.to_datetime(red.dispensed_on).dt.strftime("%Y-%m"),
-        practice_id=red.prescriber_id,
-    )
-    red = red[red.month.isin(months)]
-    per_person = red.groupby(["practice_id", "month", "group", "person_id"]).ddd.sum()
+    columns = "person_id, product_id, prescriber_type, prescriber_id, dispensed_on, packs"
+    reader = con.sql(f"select {columns} from redemptions").to_arrow_reader(2_000_000)
+    partial = []
+    for batch in reader:
+        redemptions = batch.to_pandas()
+        red = redemptions[
+            (redemptions.prescriber_type == "gp")
+            & redemptions.prescriber_id.isin(practices.practice_id)
+        ]
+        red = red.merge(products[["product_id", "group", "ddd_per_pack"]], on="product_id")
+        red = red[red["group"].notna()]
+        red = red.assign(
+            ddd=red.packs * red.ddd_per_pack,
+            month=pd.to_datetime(red.dispensed_on).dt.strftime("%Y-%m"),
+            practice_id=red.prescriber_id,
+        )
+        red = red[red.month.isin(months)]
+        partial.append(red.groupby(["practice_id", "month", "group", "person_id"]).ddd.sum())
+    per_person = pd.concat(partial).groupby(level=[0, 1, 2, 3]).sum()
     per_person = per_person.reset_index()
     per_person["patient"] = per_person.ddd.round(9) > 0
     numerators = per_person.groupby(KEY).agg(patients=("patient", "sum"), ddd=("ddd", "sum"))
