@@ -116,3 +116,45 @@ def test_missing_file_and_bad_yaml(params: Path) -> None:
     (params / "age_bands.yaml").write_text("age_bands: [ {id: 0-17\n")
     with pytest.raises(DefinitionsError, match="not valid YAML"):
         load_definitions(params)
+
+
+# --- parameters/risks.yaml (issue 7) ------------------------------------------------------
+
+
+def test_shipped_risks_load() -> None:
+    defs = load_definitions()
+    risk = defs.risks["opioid_benzodiazepine"]
+    assert risk.kind == "concurrent_use" and risk.classes == ["opioids", "benzodiazepines_z"]
+    assert risk.direction == "low_is_good" and risk.source and risk.rationale
+    assert defs.risk_classes["benzodiazepines_z"].matches("N05CF01")  # zopiclone
+    assert not defs.risk_classes["stimulants"].matches("N06BA09")  # atomoxetine
+    assert not defs.risk_classes["antipsychotics"].matches("N05AN01")  # lithium
+    assert all(r.reviewed.year >= 2026 for r in defs.risks.values())
+
+
+def test_risk_naming_unknown_class(params: Path) -> None:
+    edit(params, "risks.yaml", 'classes: ["antipsychotics"]', 'classes: ["antipsychotic"]')
+    with pytest.raises(DefinitionsError, match=r"risk 'antipsychotic_polypharmacy' names unknown"):
+        load_definitions(params)
+
+
+def test_risk_without_source_is_located(params: Path) -> None:
+    edit(params, "risks.yaml", '    source: "NCQA HEDIS', '    sources: "NCQA HEDIS')
+    with pytest.raises(DefinitionsError) as err:
+        load_definitions(params)
+    message = str(err.value)
+    assert "risks.yaml" in message
+    assert "antipsychotic_polypharmacy.multiple_substances.source" in message
+
+
+def test_risk_kind_parameters_are_checked(params: Path) -> None:
+    edit(params, "risks.yaml", "min_overlap_days: 90", "min_overlap_days: 0")
+    with pytest.raises(DefinitionsError, match=r"min_overlap_days"):
+        load_definitions(params)
+
+
+def test_risk_class_prefix_must_match_a_code(params: Path) -> None:
+    edit(params, "risks.yaml", 'atc_include: ["N05BA", "N05CD", "N05CF"]',
+         'atc_include: ["N05BA", "N05CD", "N05CZ"]')
+    with pytest.raises(DefinitionsError, match=r"benzodiazepines_z.atc_include has 'N05CZ'"):
+        load_definitions(params)

@@ -10,10 +10,11 @@ in it and how to fix it.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import re
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -157,10 +158,102 @@ class AgeBandsFile(_Strict):
         raise ValueError("the last age band must be open-ended (max: null)")
 
 
+class RiskClass(AtcRule):
+    """A named set of ATC codes a risk refers to (``parameters/risks.yaml``)."""
+
+    label: Label
+
+
+class _RiskBase(_Strict):
+    title: Label
+    classes: list[str] = Field(min_length=1)
+    direction: Literal["low_is_good", "high_is_good"]
+    rationale: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    reviewed: dt.date
+    id: str = ""
+
+
+class ConcurrentUse(_RiskBase):
+    """Use of two classes at once: overlapping periods of use for ``min_overlap_days``."""
+
+    kind: Literal["concurrent_use"]
+    min_overlap_days: int = Field(ge=1)
+
+
+class MultipleSubstances(_RiskBase):
+    """Two or more substances of one class at once for ``min_overlap_days`` in a row."""
+
+    kind: Literal["multiple_substances"]
+    min_overlap_days: int = Field(ge=1)
+
+
+class AgeOnClass(_RiskBase):
+    """Users of a class aged ``min_age`` or more on the period's first day."""
+
+    kind: Literal["age_on_class"]
+    min_age: int = Field(ge=0)
+
+
+class LongTermUse(_RiskBase):
+    """Continuous use (gaps of at most ``max_gap_days``) for more than ``min_days``."""
+
+    kind: Literal["long_term_use"]
+    min_days: int = Field(ge=1)
+    max_gap_days: int = Field(ge=0)
+
+
+class LargeStart(_RiskBase):
+    """New users whose first day's supply is at least ``min_start_ddd`` DDD."""
+
+    kind: Literal["large_start"]
+    min_start_ddd: float = Field(gt=0)
+
+
+Risk = Annotated[
+    ConcurrentUse | MultipleSubstances | AgeOnClass | LongTermUse | LargeStart,
+    Field(discriminator="kind"),
+]
+
+
+class RisksFile(_Strict):
+    classes: dict[str, RiskClass] = Field(min_length=1)
+    risks: dict[str, Risk] = Field(min_length=1)
+
+    @field_validator("classes", "risks")
+    @classmethod
+    def _ids_are_slugs(cls, value: dict) -> dict:
+        for key in value:
+            if not GROUP_ID.match(key):
+                raise ValueError(f"id {key!r} must be lower-case letters, digits and _")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> RisksFile:
+        for rid, risk in self.risks.items():
+            unknown = [c for c in risk.classes if c not in self.classes]
+            if unknown:
+                raise ValueError(
+                    f"risk {rid!r} names unknown class(es) {unknown}; define them under "
+                    f"'classes:' (known: {sorted(self.classes)})"
+                )
+            if risk.kind == "concurrent_use" and len(set(risk.classes)) != 2:
+                raise ValueError(f"risk {rid!r} (concurrent_use) needs exactly two classes")
+            if risk.kind == "multiple_substances" and len(risk.classes) != 1:
+                raise ValueError(f"risk {rid!r} (multiple_substances) needs exactly one class")
+        return self
+
+
 class Definitions:
     """Everything ``parameters/`` defines, with the look-ups the rest of the package needs."""
 
-    def __init__(self, groups_file: GroupsFile, age_bands_file: AgeBandsFile, source: Path):
+    def __init__(
+        self,
+        groups_file: GroupsFile,
+        age_bands_file: AgeBandsFile,
+        source: Path,
+        risks_file: RisksFile | None = None,
+    ):
         self.source = source
         self.atc_ddd_index = groups_file.atc_ddd_index
         self.themes = {
@@ -175,6 +268,13 @@ class Definitions:
         self.depot = groups_file.flags.depot
         self.forms = list(groups_file.forms)
         self.age_bands = list(age_bands_file.age_bands)
+        # Risky combinations (parameters/risks.yaml): the classes they use and the risks by id.
+        self.risk_classes = dict(risks_file.classes) if risks_file else {}
+        self.risks = (
+            {rid: r.model_copy(update={"id": rid}) for rid, r in risks_file.risks.items()}
+            if risks_file
+            else {}
+        )
 
     def group_for_atc(self, atc_code: str) -> str | None:
         """The group an ATC code belongs to, or None if it is out of scope."""
@@ -258,13 +358,29 @@ def _load(parameters_dir: Path, reference_dir: Path) -> Definitions:
     groups_file = _parse(GroupsFile, groups_path)
     _check_against_atc_index(groups_file, groups_path, reference_dir / "atc_ddd.csv")
     age_bands_file = _parse(AgeBandsFile, parameters_dir / "age_bands.yaml")
-    return Definitions(groups_file, age_bands_file, parameters_dir)
+    risks_path = parameters_dir / "risks.yaml"
+    risks_file = _parse(RisksFile, risks_path)
+    _check_risk_classes(risks_file, risks_path, reference_dir / "atc_ddd.csv")
+    return Definitions(groups_file, age_bands_file, parameters_dir, risks_file)
+
+
+def _check_risk_classes(risks_file: RisksFile, path: Path, atc_csv: Path) -> None:
+    """Every include prefix of a risk class must match a code of the WHO index we ship."""
+    with atc_csv.open(encoding="utf-8") as fh:
+        codes = {row["atc_code"] for row in csv.DictReader(fh)}
+    for cid, rule in risks_file.classes.items():
+        for prefix in rule.atc_include:
+            if not any(c.startswith(prefix) for c in codes):
+                raise DefinitionsError(
+                    f"{path}: classes.{cid}.atc_include has {prefix!r}, which matches no ATC "
+                    f"code in {atc_csv.name}; check the code against the WHO ATC index"
+                )
 
 
 def load_definitions(
     parameters_dir: str | Path | None = None, reference_dir: str | Path | None = None
 ) -> Definitions:
-    """Read and check ``groups.yaml`` and ``age_bands.yaml`` (cached per folder)."""
+    """Read and check ``groups.yaml``, ``age_bands.yaml`` and ``risks.yaml`` (cached per folder)."""
     return _load(
         Path(parameters_dir or PARAMETERS_DIR).resolve(),
         Path(reference_dir or REFERENCE_DIR).resolve(),
