@@ -23,6 +23,7 @@ import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
 from workbench.definitions import Definitions, load_definitions
+from workbench.engine.cache import ResultCache
 from workbench.engine.marts import build_marts, current_marts, marts_key
 from workbench.engine.measures import compute_measures
 from workbench.engine.peers import deciles, percentile_ranks
@@ -83,6 +84,8 @@ class Workbench:
         self.marts = current_marts(con, self.definitions) if use_marts else None
         if use_marts and self.marts is None and writable and marts_key(con, self.definitions):
             self.marts = build_marts(con, self.definitions)
+        # A batch page kernel reads its slices of answers computed once for all units.
+        self.result_cache = ResultCache.from_environment(self)
 
     def __repr__(self) -> str:
         return f"<Workbench on {self.con.name} backend>"
@@ -136,6 +139,8 @@ class Workbench:
             non_gp=non_gp,
             share_within=share_within,
         )
+        if self.result_cache is not None and (hit := self.result_cache.lookup(query)) is not None:
+            return hit
         return compute_measures(self.registers, self.definitions, query, self.marts)
 
     def compare(
@@ -203,6 +208,79 @@ class Workbench:
         ...                 periods="2024-01..2024-12")  # doctest: +SKIP
         """
         return deciles(self.measures(level=level, measures=[measure], **kwargs), measure)
+
+    # --- person-level measures of issue 7 (thin delegations; see the modules' docs) ----------
+
+    def journeys(
+        self,
+        groups: str | Iterable[str],
+        level: str = "nation",
+        periods: PeriodsArg = None,
+        *,
+        units: str | Iterable[str] | None = None,
+        data_end: Any = None,
+    ) -> ir.Table:
+        """What became of the period's new users: reached 90/365 DDD within 6/12 months,
+        stopped, died (:func:`workbench.engine.journeys.journeys`). ``data_end``: the first
+        day after the data (a ``datetime.date``; default the day after the last redemption).
+
+        >>> session.journeys("opioids", "practice", "2023", units="012345")  # doctest: +SKIP
+        """
+        from workbench.engine.journeys import journeys
+
+        if periods is None:
+            raise ValueError("say which period(s): periods='2024', '2024Q1..2024Q4', ...")
+        query = Query.build(self.definitions, groups=groups, level=level, units=units,
+                            periods=periods)
+        assert query.groups is not None
+        return journeys(self.registers, self.definitions, query.groups, query.level,
+                        query.periods, units=query.units, marts=self.marts, data_end=data_end)
+
+    def transitions(
+        self,
+        groups: str | Iterable[str],
+        level: str = "nation",
+        periods: PeriodsArg = None,
+        *,
+        units: str | Iterable[str] | None = None,
+    ) -> ir.Table:
+        """Patients by consumption group a year before and at the end of the period
+        (:func:`workbench.engine.journeys.transitions`).
+
+        >>> session.transitions("opioids", "cluster", "2024", units="K1")  # doctest: +SKIP
+        """
+        from workbench.engine.journeys import transitions
+
+        if periods is None:
+            raise ValueError("say which period(s): periods='2024', '2024Q1..2024Q4', ...")
+        query = Query.build(self.definitions, groups=groups, level=level, units=units,
+                            periods=periods)
+        assert query.groups is not None
+        return transitions(self.registers, self.definitions, query.groups, query.level,
+                           query.periods, units=query.units, marts=self.marts)
+
+    def risks(
+        self,
+        risks: str | Iterable[str] | None = None,
+        level: str = "nation",
+        periods: PeriodsArg = None,
+        *,
+        units: str | Iterable[str] | None = None,
+    ) -> ir.Table:
+        """Risky combinations of ``parameters/risks.yaml`` as measures: patients, population,
+        listed, per 1,000 listed, share (:func:`workbench.engine.risks.risk_measures`).
+
+        >>> session.risks("opioid_benzodiazepine", "practice", "2024")  # doctest: +SKIP
+        """
+        from workbench.engine.risks import risk_measures
+
+        if periods is None:
+            raise ValueError("say which period(s): periods='2024', '2024Q1..2024Q4', ...")
+        query = Query.build(self.definitions, groups=None, level=level, units=units,
+                            periods=periods)
+        chosen = None if risks is None else [risks] if isinstance(risks, str) else list(risks)
+        return risk_measures(self.registers, self.definitions, chosen, query.level,
+                             query.periods, units=query.units, marts=self.marts)
 
 
 def connect(
