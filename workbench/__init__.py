@@ -9,6 +9,8 @@ The curated surface an analyst needs in JupyterLab::
 Everything returned is a lazy Ibis table until it reaches the edge (a plot or an export).
 """
 
+from workbench import analysis
+from workbench.analysis import funnel, opportunities, standardised
 from workbench.definitions import load_definitions
 from workbench.engine import (
     Period,
@@ -29,12 +31,16 @@ __all__ = [
     "Dataset",
     "Period",
     "Workbench",
+    "analysis",
     "connect",
     "deciles",
+    "funnel",
     "glossary",
     "load_definitions",
+    "opportunities",
     "parse_period",
     "parse_periods",
     "percentile_ranks",
     "period_series",
+    "standardised",
 ]

@@ -1,0 +1,191 @@
+"""Potential intervention areas: which groups and risks are worth a cluster's meeting?
+
+For one practice or cluster and one period, every drug group and every risk of
+``parameters/risks.yaml`` is judged the same three ways, and ranked:
+
+1. **how far above expectation**: ``ratio`` = observed / expected with its exact interval. For a
+   drug group the expectation is age/sex-standardised on the nation
+   (:func:`~workbench.analysis.standardise.standardised`); for a risk it is the national rate
+   times the unit's listed persons (risks are not standardised: their populations are already
+   narrow, e.g. users aged 65+);
+2. **beyond the funnel limits**: the unit's place in the funnel of all units of its level in the
+   nation (:func:`~workbench.analysis.funnel.funnel_table`, additive overdispersion by default):
+   ``z``, ``flag_95`` and ``flag_998``;
+3. **the size of the opportunity** (``excess``): the patients (or DDD) above the cluster median.
+   For a practice, what it would have at its cluster's median practice, standardised:
+   ``max(0, O − E × median(O/E))`` (crude for risks: ``max(0, patients − listed × median rate)``);
+   for a cluster, the sum of that over its practices — what the cluster's meeting could address.
+
+Ranking: worse beyond 99.8 % first, then worse beyond 95 %, then by z (the worse direction is
+up for every drug group and for risks marked ``low_is_good``). A group ranked high is a
+question for the meeting, not a verdict: more paracetamol can be good prescribing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from workbench.analysis.funnel import Method, funnel_table, members
+from workbench.analysis.standardise import garwood, standardised
+from workbench.engine import Workbench
+
+COLUMNS = [
+    "level", "unit_id", "period", "kind", "item", "measure", "standardised", "patients", "listed",
+    "observed", "expected", "ratio", "ratio_lower", "ratio_upper", "z", "flag_95", "flag_998",
+    "excess", "direction", "rank",
+]
+
+
+def _cluster_of(session: Workbench, unit: str, level: str) -> str:
+    if level == "cluster":
+        return unit
+    for lvl, uid in session.context_of(unit, level):
+        if lvl == "cluster":
+            return uid
+    raise ValueError(f"practice {unit!r} belongs to no cluster")
+
+
+def _excess(observed: np.ndarray, expected: np.ndarray, median_ratio: float) -> float:
+    """Σ max(0, O − E × median ratio): what is above the median, 0 when nothing is."""
+    if np.isnan(median_ratio):
+        return float("nan")
+    return float(np.maximum(observed - expected * median_ratio, 0.0).sum())
+
+
+def _median_ratio(observed: pd.Series, expected: pd.Series) -> float:
+    ok = expected > 0
+    return float(np.median(observed[ok] / expected[ok])) if ok.any() else float("nan")
+
+
+def _group_rows(
+    session: Workbench, unit: str, level: str, period: str, groups: list[str],
+    measure: str, method: Method, cluster_members: list[str],
+) -> pd.DataFrame:
+    table = standardised(session, groups, level, period, measure=measure).to_pandas()
+    fitted = funnel_table(table, observed="observed", exposure="expected",
+                          variance="variance", method=method).to_pandas()
+    mine = fitted[fitted["unit_id"] == unit]
+    if level == "practice":
+        practices = table[table["unit_id"].isin(cluster_members)]
+    else:
+        practices = standardised(session, groups, "practice", period, units=cluster_members,
+                                 measure=measure).to_pandas()
+    rows = []
+    for _, row in mine.iterrows():
+        peers = practices[practices["group"] == row["group"]]
+        median = _median_ratio(peers["observed"], peers["expected"])
+        own = peers[peers["unit_id"] == unit] if level == "practice" else peers
+        rows.append({
+            "kind": "group", "item": row["group"], "measure": measure, "standardised": True,
+            "patients": row["patients"], "listed": row["listed"], "observed": row["observed"],
+            "expected": row["expected"], "ratio": row["oe"], "ratio_lower": row["oe_lower"],
+            "ratio_upper": row["oe_upper"], "z": row["z"], "flag_95": row["flag_95"],
+            "flag_998": row["flag_998"],
+            "excess": _excess(own["observed"].to_numpy(float), own["expected"].to_numpy(float),
+                              median),
+            "direction": "low_is_good",
+        })
+    return pd.DataFrame(rows)
+
+
+def _risk_rows(
+    session: Workbench, unit: str, level: str, period: str, method: Method,
+    cluster_members: list[str],
+) -> pd.DataFrame:
+    table = session.risks(None, level, period).to_pandas()
+    fitted = funnel_table(table, observed="patients", exposure="listed", per=1000.0,
+                          peers=("period", "risk"), method=method).to_pandas()
+    mine = fitted[fitted["unit_id"] == unit]
+    if level == "practice":
+        practices = table[table["unit_id"].isin(cluster_members)]
+    else:
+        practices = session.risks(None, "practice", period, units=cluster_members).to_pandas()
+    rows = []
+    for _, row in mine.iterrows():
+        risk = session.definitions.risks[row["risk"]]
+        expected = row["target"] / 1000 * row["listed"]
+        lower, upper = garwood([row["patients"]])
+        peers = practices[practices["risk"] == row["risk"]]
+        rate = _median_ratio(peers["patients"].astype(float), peers["listed"])
+        own = peers[peers["unit_id"] == unit] if level == "practice" else peers
+        sign = 1 if risk.direction == "low_is_good" else -1
+        excess = _excess(own["patients"].to_numpy(float), own["listed"].to_numpy(float), rate)
+        rows.append({
+            "kind": "risk", "item": row["risk"], "measure": "patients", "standardised": False,
+            "patients": row["patients"], "listed": row["listed"],
+            "observed": float(row["patients"]), "expected": expected,
+            "ratio": row["patients"] / expected if expected > 0 else np.nan,
+            "ratio_lower": lower[0] / expected if expected > 0 else np.nan,
+            "ratio_upper": upper[0] / expected if expected > 0 else np.nan,
+            "z": row["z"], "flag_95": row["flag_95"], "flag_998": row["flag_998"],
+            "excess": excess if sign > 0 else np.nan,
+            "direction": risk.direction,
+        })
+    return pd.DataFrame(rows)
+
+
+def _worse(flag: Any, direction: str) -> bool:
+    bad = "high" if direction == "low_is_good" else "low"
+    return flag == bad
+
+
+def rank(rows: pd.DataFrame) -> pd.DataFrame:
+    """Order: worse beyond 99.8 %, worse beyond 95 %, then the z-score in the worse direction."""
+    if rows.empty:
+        return rows.assign(rank=pd.Series(dtype="int64"))
+    sign = np.where(rows["direction"] == "low_is_good", 1.0, -1.0)
+    tier = np.array([
+        2 if _worse(a, d) else 1 if _worse(b, d) else 0
+        for a, b, d in zip(rows["flag_998"], rows["flag_95"], rows["direction"], strict=True)
+    ])
+    concern = np.nan_to_num(rows["z"].to_numpy(float) * sign, nan=-np.inf)
+    order = np.lexsort((rows["item"].to_numpy(str), -concern, -tier))
+    ranked = rows.iloc[order].reset_index(drop=True)
+    return ranked.assign(rank=np.arange(1, len(ranked) + 1))
+
+
+def opportunities(
+    session: Workbench,
+    unit: str,
+    level: str,
+    period: str,
+    *,
+    groups: str | Iterable[str] | None = None,
+    risks: bool = True,
+    measure: str = "patients",
+    method: Method = "additive",
+) -> ir.Table:
+    """Groups (and risks) ranked as potential intervention areas for a practice or cluster in
+    one period (see the module doc). ``groups``: ids (default every drug group; a theme's
+    groups via ``session.definitions.groups_of(theme)``); ``measure``: ``patients`` or ``ddd``
+    for the groups (risks count patients).
+
+    Columns: ``level, unit_id, period, kind`` (``group``/``risk``), ``item, measure,
+    standardised, patients, listed, observed, expected, ratio, ratio_lower, ratio_upper, z,
+    flag_95, flag_998, excess, direction, rank``.
+
+    >>> opportunities(session, "012345", "practice", "2024").to_pandas()  # doctest: +SKIP
+    """
+    if level not in ("practice", "cluster"):
+        raise ValueError("intervention areas are for a practice or a cluster")
+    chosen = list(session.definitions.groups) if groups is None else (
+        [groups] if isinstance(groups, str) else list(groups)
+    )
+    cluster = _cluster_of(session, unit, level)
+    cluster_members = members(session, "practice", ("cluster", cluster))
+    parts = [_group_rows(session, unit, level, period, chosen, measure, method, cluster_members)]
+    if risks and session.definitions.risks:
+        parts.append(_risk_rows(session, unit, level, period, method, cluster_members))
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        raise ValueError(f"{level} {unit!r} has no figures in {period}")
+    rows = pd.concat(parts, ignore_index=True)
+    rows = rank(rows.assign(level=level, unit_id=unit, period=period))
+    rows["patients"] = rows["patients"].astype("int64")
+    return ibis.memtable(rows[COLUMNS])
