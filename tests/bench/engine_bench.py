@@ -295,7 +295,9 @@ def bench_engine_full_table(data: Path) -> dict:
     figures: dict[str, Any] = {}
     session = _session(data, figures)
     definitions = load_definitions()
-    raw = duckdb.connect(str(Dataset.at(data).database), read_only=True)
+    # The session's own DuckDB connection (same memory cap): DuckDB refuses a second connection
+    # to one file with other settings.
+    raw = session.con.con
     months = _month_labels(raw)
     results: dict[str, pd.DataFrame] = {}
     runs: list[tuple[str, Callable[[], pd.DataFrame]]] = [
@@ -338,7 +340,6 @@ def bench_engine_full_table(data: Path) -> dict:
         f"engine / SQL = {result['engine_vs_sql']} (target ≤ 2), pandas / engine = "
         f"{result['pandas_vs_engine']} (target ≥ 10); all three agree on every number"
     )
-    raw.close()
     session.con.disconnect()
     return result
 
