@@ -23,7 +23,6 @@ import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
 from workbench.definitions import Definitions, load_definitions
-from workbench.engine.cache import ResultCache
 from workbench.engine.marts import build_marts, current_marts, marts_key
 from workbench.engine.measures import compute_measures
 from workbench.engine.peers import deciles, percentile_ranks
@@ -84,8 +83,6 @@ class Workbench:
         self.marts = current_marts(con, self.definitions) if use_marts else None
         if use_marts and self.marts is None and writable and marts_key(con, self.definitions):
             self.marts = build_marts(con, self.definitions)
-        # A batch page kernel reads its slices of answers computed once for all units.
-        self.result_cache = ResultCache.from_environment(self)
 
     def __repr__(self) -> str:
         return f"<Workbench on {self.con.name} backend>"
@@ -139,8 +136,6 @@ class Workbench:
             non_gp=non_gp,
             share_within=share_within,
         )
-        if self.result_cache is not None and (hit := self.result_cache.lookup(query)) is not None:
-            return hit
         return compute_measures(self.registers, self.definitions, query, self.marts)
 
     def compare(
