@@ -24,7 +24,6 @@ from pathlib import Path
 
 import psutil
 from analysis_bench import bench_analysis_standardised
-from dashboard_bench import bench_dashboards
 from engine_bench import bench_dashboard_latency, bench_engine_full_table
 
 HERE = Path(__file__).resolve().parent
@@ -156,7 +155,6 @@ BENCHMARKS: dict[str, Callable[[Path], dict]] = {
     "generate_nation": bench_generate_nation,
     "engine_full_table": bench_engine_full_table,
     "dashboard_latency": bench_dashboard_latency,
-    "dashboards": bench_dashboards,
     "analysis_standardised": bench_analysis_standardised,
 }
 
