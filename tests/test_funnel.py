@@ -92,6 +92,25 @@ def test_flags_and_reference_units() -> None:
     assert out.loc["e", "z"] == pytest.approx(2.35666, abs=1e-4)
 
 
+def test_a_group_nobody_uses_flags_nobody() -> None:
+    # Target 0: Poisson(0) puts every count at 0, so both limits are 0 and a unit at 0 sits on
+    # them (the interpolated limit alone would be -0.001/100 and flag every unit "high").
+    table = pd.DataFrame({"period": "2024", "group": "g", "unit_id": ["a", "b"],
+                          "observed": [0, 0], "exposure": [100, 250]})
+    out = funnel_table(table, observed="observed", exposure="exposure").to_pandas()
+    assert (out["target"] == 0).all()
+    assert (out["lower_998"] == 0).all() and (out["upper_998"] == 0).all()
+    assert out["flag_95"].isna().all() and out["flag_998"].isna().all()
+
+
+def test_limits_never_go_below_zero() -> None:
+    # Expected 0.5 patients (target 0.005 on 100): P(X=0) = e^-0.5 = 0.607 > 0.025, so the 2.5 %
+    # quantile is 0 and the interpolated limit (0 - (0.607 - 0.025)/0.607)/100 < 0 becomes 0.
+    f = fit([1, 0], [100, 100], method="none")
+    lower, _ = limits(f, [100], 0.95)
+    assert lower[0] == 0.0
+
+
 def test_contours_follow_the_limits() -> None:
     table = pd.DataFrame({"period": "2024", "group": "g", "unit_id": list("abcd"),
                           "observed": OBSERVED, "exposure": [50, 100, 200, 400]})

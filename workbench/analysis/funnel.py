@@ -140,11 +140,14 @@ def limits(
         spread = np.sqrt(s**2 + f.tau2) if f.adjustment == "additive" else s * np.sqrt(f.phi)
         z = stats.norm.ppf(p_high)
         lower, upper = f.target - z * spread, f.target + z * spread
-        lower = np.maximum(lower, 0.0)
-        if kind == "binomial":
-            upper = np.minimum(upper, 1.0)
     else:
         lower, upper = (_exact(f, safe, p, kind) for p in (p_low, p_high))
+    # A rate can't go below 0 (nor a share above 1); the interpolated exact limit does at small
+    # expected counts, and at a target of 0 it would put the upper limit below 0 and flag
+    # every unit "high".
+    lower, upper = np.maximum(lower, 0.0), np.maximum(upper, 0.0)
+    if kind == "binomial":
+        upper = np.minimum(upper, 1.0)
     return np.where(ok, lower, np.nan), np.where(ok, upper, np.nan)
 
 
