@@ -8,6 +8,7 @@ Fixtures are hand-made CSVs: ``fixtures/valid`` is a whole register and each fol
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -627,6 +628,66 @@ def test_leftovers_of_a_killed_load_are_removed(tmp_path: Path) -> None:
     load_register(make_register(tmp_path), dataset, progress=False)
     assert _leftovers(dataset) == []
     assert os.path.exists(dataset.database)
+
+
+# --------------------------------------------------------------------------------------------
+# Truncated files (a copy or transfer cut short)
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_csv_cut_mid_line_quarantines_that_line_and_loads_the_rest(tmp_path: Path) -> None:
+    register = make_register(tmp_path)
+    path = register / "redemptions.csv"
+    path.write_bytes(path.read_bytes()[:-12])  # the last row loses "1,000003,gp\n"
+    report = load_register(register, Dataset.at(tmp_path / "dataset"), progress=False)
+    assert counts(report)["redemptions"] == (10, 9, 1, 0)  # 10 read = 9 loaded + 1 kept aside
+    assert report.reconciliation and all(r.balanced for r in report.reconciliation)
+    assert query(Dataset.at(tmp_path / "dataset"),
+                 "SELECT file, source_row, rule, reason, record FROM quarantine") == [(
+        "redemptions.csv", 10, "malformed_line",
+        "redemptions.csv row 10 (line 11): has 4 fields where the header has 6",
+        '{"line": "p06,2024-06-01,100001,"}',
+    )]
+
+
+def _cut_gzip(register: Path) -> str:
+    plain = register / "redemptions.csv"
+    (register / "redemptions.csv.gz").write_bytes(gzip.compress(plain.read_bytes())[:-20])
+    plain.unlink()
+    return "redemptions.csv.gz: cannot be read (Truncated compressed stream)"
+
+
+def _cut_parquet(register: Path) -> str:
+    shutil.rmtree(register)
+    write_parquet_register(VALID, register)
+    part = register / "redemptions" / "part-1.parquet"
+    part.write_bytes(part.read_bytes()[:-40])
+    return "redemptions/part-1.parquet: cannot be read as Parquet"
+
+
+@pytest.mark.parametrize("cut", [_cut_gzip, _cut_parquet], ids=["csv.gz", "parquet"])
+def test_a_truncated_file_stops_the_load_and_keeps_the_previous_database(
+    tmp_path: Path, cut: object
+) -> None:
+    """Through the CLI, as an operator runs it: the load stops with status 2 naming the file,
+    and the database and reports of the load before are untouched (nothing half-written)."""
+    dataset = Dataset.at(tmp_path / "dataset")
+    load_register(make_register(tmp_path / "first"), dataset, progress=False)
+    before = query(dataset, "SELECT key, value FROM metadata ORDER BY key")
+    reports = {p.name: p.read_bytes() for p in dataset.reports_dir.iterdir()}
+    register = make_register(tmp_path / "second")
+    message = cut(register)
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench.publish.cli", "data", "load", str(register),
+         "--data", str(dataset.root), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert query(dataset, "SELECT key, value FROM metadata ORDER BY key") == before
+    assert query(dataset, "SELECT count(*) FROM redemptions") == [(10,)]
+    assert {p.name: p.read_bytes() for p in dataset.reports_dir.iterdir()} == reports
+    assert _leftovers(dataset) == []
 
 
 # --------------------------------------------------------------------------------------------
