@@ -5,14 +5,13 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
-
-# %% [markdown]
-# # Yderindblik · Practice insight
 
 # %% tags=["parameters"]
 theme: str = "psychotropics"  # Theme: psychotropics or analgesics
@@ -46,3 +45,6 @@ view.section("ranking")
 
 # %%
 view.section("trend")
+
+# %%
+view.section("risks")

@@ -5,14 +5,13 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
-
-# %% [markdown]
-# # Yderindsatsområde · Practice intervention area
 
 # %% tags=["parameters"]
 theme: str = "psychotropics"  # Theme: psychotropics or analgesics
@@ -49,3 +48,6 @@ view.section("breakdown")
 
 # %%
 view.section("drugs")
+
+# %%
+view.section("journeys")

@@ -53,3 +53,23 @@ def pages_dataset(municipality_dataset: Dataset, tmp_path_factory: pytest.TempPa
     assert session.marts is not None
     session.con.disconnect()
     return dataset
+
+
+# Several clusters: Odense (municipality 461) is the smallest generated area whose practices
+# fall in more than one cluster: 67 practices in 4 clusters, ~280,000 persons. With marts it
+# builds in ~25 s; the cluster and practice pages run on it for units other than the first.
+CLUSTERS_AREA = "461"
+
+
+@pytest.fixture(scope="session")
+def clusters_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """A generated municipality with several clusters, marts built (read-only for tests)."""
+    from workbench.data.generator import generate
+    from workbench.engine import connect
+
+    dataset = Dataset.at(tmp_path_factory.mktemp(f"clusters-{CLUSTERS_AREA}"))
+    generate(CLUSTERS_AREA, MUNICIPALITY_YEARS, MUNICIPALITY_SEED, dataset, progress=False)
+    session = connect(dataset.database, read_only=False)
+    assert session.marts is not None
+    session.con.disconnect()
+    return dataset

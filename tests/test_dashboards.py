@@ -52,14 +52,15 @@ def server(pages_dataset):
     with log.open("w") as out:
         child = subprocess.Popen(
             [sys.executable, "-m", "workbench.publish.cli", "serve", "--port", str(port),
-             "--data", str(pages_dataset.root)],
+             "--data", str(pages_dataset.root), "--profile", "analyst",
+             "--audit-log", str(log.parent / "audit.log"), "--site", str(log.parent / "none")],
             stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
         try:
-            urllib.request.urlopen(f"{base}/voila/tree", timeout=5).read()
+            urllib.request.urlopen(f"{base}/", timeout=5).read()
             break
         except OSError:
             if child.poll() is not None or time.monotonic() > deadline:
@@ -111,7 +112,7 @@ def _key_values(page) -> list[str]:
 @pytest.mark.parametrize("theme", THEMES)
 @pytest.mark.parametrize("kind", pages.PAGE_KINDS)
 def test_every_page_opens_in_chromium(server, browser, kind, theme) -> None:
-    page, seconds = _open(browser, f"{server}/voila/render/{kind}.ipynb?theme={theme}")
+    page, seconds = _open(browser, f"{server}/voila/render/{kind}.ipynb?topic={theme}")
     try:
         _assert_clean(page)
         figures = page.locator(".wb-figure").count()
@@ -120,6 +121,8 @@ def test_every_page_opens_in_chromium(server, browser, kind, theme) -> None:
         assert page.locator(".wb-kf").count() == expected
         assert all(v.strip() for v in _key_values(page))
         assert page.locator(f"[data-kind='{kind}']").count() == 1
+        # the analyst profile says on every page where it may be used
+        assert "sikre miljø" in page.inner_text(".wb-profile")
         assert page.locator(".wb-filter-period select").count() == 1
         # sources are stripped: no code reaches the viewer
         assert "open_page(" not in page.content()
@@ -132,7 +135,7 @@ def test_every_page_opens_in_chromium(server, browser, kind, theme) -> None:
 
 @pytest.mark.parametrize("theme", THEMES)
 def test_a_filter_updates_the_figures_in_place(server, browser, catalog, theme) -> None:
-    page, _ = _open(browser, f"{server}/voila/render/cluster_intervention.ipynb?theme={theme}")
+    page, _ = _open(browser, f"{server}/voila/render/cluster_intervention.ipynb?topic={theme}")
     try:
         before = _key_values(page)
         image = page.locator(".wb-figure img").first.get_attribute("src")
@@ -164,13 +167,13 @@ def test_a_filter_updates_the_figures_in_place(server, browser, catalog, theme) 
 
 
 def test_drill_down_from_overview_to_cluster_to_practice(server, browser, catalog) -> None:
-    page, _ = _open(browser, f"{server}/voila/render/overview.ipynb?theme=analgesics")
+    page, _ = _open(browser, f"{server}/voila/render/overview.ipynb?topic=analgesics")
     try:
         section = page.locator("[data-section='clusters']")
         section.locator("summary").click()
         section.locator("a").first.click()
         page.wait_for_url("**/cluster_insight.ipynb?*", timeout=PAGE_TIMEOUT_MS)
-        assert "theme=analgesics" in page.url and "unit=" in page.url
+        assert "topic=analgesics" in page.url and "unit=" in page.url
         page.wait_for_selector(".wb-kf", timeout=PAGE_TIMEOUT_MS)
         cluster = next(iter(catalog.clusters.values()))
         assert cluster.name in page.inner_text("[data-kind='cluster_insight']")
@@ -194,7 +197,7 @@ def test_only_the_page_notebooks_are_served(server) -> None:
 
 def test_a_forged_url_is_refused_not_executed(server, browser) -> None:
     page, _ = _open(browser, f"{server}/voila/render/practice_insight.ipynb"
-                             "?theme=analgesics&unit=%3Cscript%3Ealert(1)%3C/script%3E")
+                             "?topic=analgesics&unit=%3Cscript%3Ealert(1)%3C/script%3E")
     try:
         assert page.locator(".wb-error-choice").count() == 1
         assert page.locator("script:has-text('alert(1)')").count() == 0

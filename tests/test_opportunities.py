@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from test_standardise import standard_register
 
-from workbench.analysis import opportunities
+from workbench.analysis import opportunities, peers
 from workbench.analysis.opportunities import rank
 
 
@@ -77,3 +77,34 @@ def test_rank_order_and_direction() -> None:
 def test_level_is_checked(session) -> None:
     with pytest.raises(ValueError, match="practice or a cluster"):
         opportunities(session, "1081", "region", "2024")
+
+
+@pytest.fixture(scope="module")
+def practice_peers(session):
+    return peers(session, "practice", "2024")
+
+
+def test_peers_judged_once_serve_every_unit(session, practice_peers) -> None:
+    for unit in ("000001", "000002"):
+        alone = opportunities(session, unit, "practice", "2024").to_pandas()
+        shared = opportunities(session, unit, "practice", "2024", groups="opioids",
+                               judged=practice_peers).to_pandas()
+        pd.testing.assert_frame_equal(
+            shared.drop(columns="rank").reset_index(drop=True),
+            alone[alone["item"].isin(["opioids", *session.definitions.risks])]
+            .drop(columns="rank").reset_index(drop=True))
+    with pytest.raises(ValueError, match="another question"):
+        opportunities(session, "K1", "cluster", "2024", judged=practice_peers)
+    without_risks = peers(session, "practice", "2024", groups="opioids", risks=False)
+    with pytest.raises(ValueError, match="another question"):
+        opportunities(session, "000001", "practice", "2024", judged=without_risks)
+
+
+def test_a_cluster_takes_its_practices_from_the_practice_peers(session, practice_peers) -> None:
+    alone = opportunities(session, "K1", "cluster", "2024").to_pandas()
+    shared = opportunities(session, "K1", "cluster", "2024",
+                           judged=peers(session, "cluster", "2024"),
+                           practices=practice_peers).to_pandas()
+    pd.testing.assert_frame_equal(shared, alone)
+    with pytest.raises(ValueError, match="another question"):
+        opportunities(session, "000001", "practice", "2024", practices=practice_peers)

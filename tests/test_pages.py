@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from engine_fixtures import MORPHINE, OXYCODONE_DEPOT, ZOPICLONE, world
+from page_checks import layout_problems, page_layout_problems
 
 import workbench.pages as pages
 from workbench.disclosure import recoverable_cells, scan_for_person_keys
 from workbench.engine import connect
-from workbench.pages import base, charts, choices, links, render, sections
+from workbench.pages import base, charts, choices, links, render, sections, style
 from workbench.pages.base import measure_spec
 from workbench.paths import NOTEBOOKS_DIR
 
@@ -40,7 +42,7 @@ def built(session, catalog) -> dict[tuple[str, str], pages.Page]:
 
 
 def test_doctests_of_the_page_modules() -> None:
-    for module in (choices, links, render):
+    for module in (choices, links, render, style):
         result = doctest.testmod(module)
         assert result.failed == 0, module.__name__
 
@@ -104,7 +106,7 @@ def test_another_unit_period_and_filters_change_the_figures(session, catalog, bu
     drug = next(iter(catalog.drugs_of("opioids")))
     one = pages.build_page("practice_intervention", session, catalog, theme="analgesics",
                            group="opioids", drug=drug)
-    assert one.key_figures[1].label.endswith(catalog.drug_name(drug))
+    assert one.key_figures[1].label.endswith(catalog.drug_name(drug, "da"))
     assert "product" in one.section("drugs").table.columns
 
 
@@ -145,9 +147,15 @@ def test_url_query_round_trip_and_unknown_fields(catalog) -> None:
     c = catalog.resolve("practice_intervention", theme="analgesics", group="nsaids",
                         period=catalog.periods[2], measure="ddd_per_1000", breakdown="sex")
     link = links.url("practice_intervention", c)
-    assert link.startswith("practice_intervention.ipynb?") and "theme=analgesics" in link
+    assert link.startswith("practice_intervention.ipynb?") and "topic=analgesics" in link
     query = link.split("?", 1)[1] + "&utm_source=mail"
     assert catalog.resolve_query("practice_intervention", query) == c
+    # the theme travels as `topic` (Voilà keeps `theme` for itself); an old `theme=` link works
+    assert "theme=" not in link
+    old_link = query.replace("topic=", "theme=")
+    assert catalog.resolve_query("practice_intervention", old_link) == c
+    assert catalog.resolve_query("overview", "topic=analgesics&theme=psychotropics").theme == (
+        "analgesics")
     with pytest.raises(pages.ChoiceError):
         catalog.resolve_query("practice_intervention", "unit=000000")
     with pytest.raises(pages.ChoiceError):
@@ -158,7 +166,7 @@ def test_drill_down_links_carry_unit_and_filters(built, catalog) -> None:
     overview = built[("overview", "analgesics")]
     clusters = overview.section("clusters").links
     assert clusters and all(u.startswith("cluster_insight.ipynb?") for _, u in clusters)
-    assert all("theme=analgesics" in u for _, u in clusters)
+    assert all("topic=analgesics" in u for _, u in clusters)
     insight = built[("cluster_insight", "analgesics")]
     practice_links = [u for _, u in insight.section("practices").links]
     assert any(f"unit={p}" in u for p in catalog.practices for u in practice_links)
@@ -180,9 +188,109 @@ def test_charts_draw_hidden_values_as_gaps() -> None:
     assert len(fig.axes[0].patches) == 2
 
 
+def test_no_chart_text_is_cut_off_or_runs_into_another(session, catalog, built) -> None:
+    """Every chart of every page, also with the longest labels the choices give: English, the
+    longest measure name, one drug (the title then names group and drug)."""
+    longest = [pages.build_page(kind, session, catalog, theme=theme, language=language,
+                                measure="ddd_per_1000_per_day", group=group,
+                                drug=max(catalog.drugs_of(group, language).items(),
+                                         key=lambda item: len(item[1]))[0])
+               for kind in pages.PAGE_KINDS
+               for theme, group, language in (("psychotropics", "sedatives", "en"),
+                                              ("analgesics", "opioids", "da"))]
+    problems = [p for page in [*built.values(), *longest] for p in page_layout_problems(page)]
+    assert problems == []
+
+
+def test_the_checker_sees_a_cut_off_title_and_crowded_ticks() -> None:
+    """The layout check itself: a title wider than its figure, ticks on top of each other."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2))
+    ax = fig.subplots()
+    ax.set_title("a title far too long for a figure three inches wide, cut at both ends")
+    ax.set_xticks([0, 0.01], ["first label", "second label"])
+    found = layout_problems(fig)
+    assert any(p.startswith("cut off") for p in found)
+    assert any(p.startswith("overlap") for p in found)
+    fine = charts.grouped_bars(
+        pd.DataFrame({"g": ["a", "b"], "v": [1.0, 2.0], "s": ["x", "x"]}), category="g",
+        value="v", series="s", colours={}, title="a title far too long for a figure eight "
+        "inches wide, which the house style wraps over two lines instead of cutting it off",
+        ylabel="y")
+    assert layout_problems(fine) == []
+
+
+def test_danish_pages_write_decimal_commas_csv_keeps_points(built, session, catalog) -> None:
+    page = built[("cluster_insight", "psychotropics")]
+    ranking = page.section("ranking")
+    html = render.section(ranking, page)
+    cells = re.findall(r"<td>([^<]*)</td>", html)
+    width = len(ranking.ranking.columns)  # area, crude, expected, O/E (interval), ...
+    values = ranking.table["crude_per_1000"].astype(float)
+    # e.g. 45.83 -> "45,8": the shown value is the published one, written the Danish way
+    assert [render.number(v, "da", 1) for v in values] == cells[1::width]
+    ratios = r"\d+,\d\d \(\d+,\d\d–\d+,\d\d\)|\d+,\d\d|x"  # O/E (95 % interval)
+    assert all(re.fullmatch(ratios, c) for c in cells[3::width])
+    assert not [c for c in cells if re.fullmatch(r"\d+\.\d", c)]
+    csv = pd.read_csv(io.StringIO(ranking.csv()))
+    assert csv["crude_per_1000"].dtype.kind == "f"  # machine-readable, decimal points
+    english = pages.build_page("cluster_insight", session, catalog, language="en")
+    cells = re.findall(r"<td>([^<]*)</td>", render.section(english.section("ranking"), english))
+    assert any(re.fullmatch(r"\d+\.\d", c) for c in cells[1::width])
+    # chart ticks follow the page language too
+    df = pd.DataFrame({"g": ["a", "b"], "v": [0.25, 0.5], "s": ["x", "x"]})
+    ticks = {lang: [t.get_text() for t in charts.grouped_bars(
+        df, category="g", value="v", series="s", colours={}, title="t", ylabel="y",
+        language=lang).axes[0].get_yticklabels()] for lang in ("da", "en")}
+    assert "0,5" in ticks["da"] and "0.5" in ticks["en"]
+    assert not [t for t in ticks["da"] if "." in t]
+
+
+def test_drug_names_in_the_page_language() -> None:
+    """Danish names come from the register's generic product names (``Substans "Firma"``);
+    English names from the WHO reference; a code with only brand names keeps the WHO name."""
+    import ibis
+
+    reg = world()
+    names = {MORPHINE: 'Morfin "Teva"', OXYCODONE_DEPOT: "Oxycontin", ZOPICLONE: 'Zopiclon "Krka"'}
+    for row in reg.rows["products"]:
+        row["product_name"] = names.get(row["product_id"], row["product_name"])
+    reg.product("100003", "N02AA01", "tablet", 50, 25.0)
+    reg.rows["products"][-1]["product_name"] = 'Morfin "Accord"'
+    reg.product("300002", "N05CF01", "tablet", 30, 30.0)  # a brand beside the generic
+    reg.rows["products"][-1]["product_name"] = "Imovane"
+    con = reg.backend()
+    con.create_table("reference_atc_ddd", ibis.memtable(pd.DataFrame({
+        "atc_code": ["N02AA01", "N02AA05", "N05CF01", "M01AE01"],
+        "substance_name": ["morphine", "oxycodone", "zopiclone", "ibuprofen"]})))
+    catalog = pages.Catalog(connect(con))
+    assert catalog.drugs_of("opioids", "da") == {"N02AA01": "Morfin", "N02AA05": "Oxycodone"}
+    assert catalog.drugs_of("opioids", "en") == {"N02AA01": "Morphine", "N02AA05": "Oxycodone"}
+    assert catalog.drug_name("N05CF01", "da") == "Zopiclon"
+    assert catalog.drug_name("M01AE01", "da") == "Ibuprofen"  # "Product 200001": no generic
+
+
+def test_generated_register_gives_danish_drug_names(catalog) -> None:
+    """The generator names products ``Oxycodon "Teva"`` (parameters/generator.yaml and its
+    spelling rules), so a Danish page says Oxycodon where an English one says Oxycodone."""
+    assert catalog.drug_name("N02AA05", "da") == "Oxycodon"
+    assert catalog.drug_name("N02AA05", "en") == "Oxycodone"
+    assert catalog.drug_name("N02AA55", "da") == "Oxycodon/naloxon"
+
+
+def test_the_page_title_is_shown_once(built) -> None:
+    for (kind, _), page in built.items():
+        html = render.page_html(page)
+        assert html.count("<h1") == 1 and f">{page.title}</h1>" in html
+        nb = json.loads((NOTEBOOKS_DIR / f"{kind}.ipynb").read_text(encoding="utf-8"))
+        assert [c for c in nb["cells"] if c["cell_type"] == "markdown"] == [], (
+            "the header is the page's title; a markdown title would repeat it")
+
+
 def test_sections_module_documents_every_section() -> None:
-    for name in ("groups_section", "ranking_section", "trend_section", "spread_section",
-                 "practices_section", "distribution_section", "breakdown_section",
+    for name in ("groups_section", "trend_section", "spread_section",
+                 "practices_section", "peers_section", "breakdown_section",
                  "drugs_section"):
         assert getattr(sections, name).__doc__
 

@@ -1,5 +1,6 @@
-"""Every page notebook executes with Papermill: its default parameters (psychotropics) and
-parameters for another unit, period, language and the analgesics theme, on generated data."""
+"""Every page notebook executes with Papermill: its default parameters (psychotropics),
+parameters for another unit, period, language and the analgesics theme, and the unit of another
+cluster on a generated municipality with several clusters (Odense, 4 clusters)."""
 
 from __future__ import annotations
 
@@ -33,14 +34,35 @@ def other_choices(pages_dataset) -> dict[str, dict[str, str]]:
     }
 
 
-@pytest.mark.parametrize("variant", ["defaults", "other"])
+@pytest.fixture(scope="module")
+def other_cluster(clusters_dataset) -> dict[str, dict[str, str]]:
+    """The last cluster of the register, and a practice of it (the defaults are the first)."""
+    catalog = pages.Catalog(connect(clusters_dataset.database))
+    cluster = list(catalog.clusters)[-1]
+    practice = catalog.practices_of(cluster)[-1].id
+    assert cluster != catalog.default_unit("cluster")
+    assert catalog.practices[catalog.default_unit("practice")].cluster != cluster
+    area = {"group": "opioids", "breakdown": "age_group"}
+    return {
+        "overview": {"theme": "analgesics", "group": "gabapentinoids"},
+        "cluster_insight": {"unit": cluster},
+        "cluster_intervention": {**area, "theme": "analgesics", "unit": cluster},
+        "practice_insight": {"unit": practice},
+        "practice_intervention": {**area, "theme": "analgesics", "unit": practice},
+    }
+
+
+@pytest.mark.parametrize("variant", ["defaults", "other", "other_cluster"])
 @pytest.mark.parametrize("kind", pages.PAGE_KINDS)
-def test_notebook_executes(kind, variant, pages_dataset, other_choices, tmp_path,
-                           monkeypatch) -> None:
-    monkeypatch.setenv("WORKBENCH_DATA", str(pages_dataset.root))
+def test_notebook_executes(kind, variant, request, tmp_path, monkeypatch) -> None:
+    dataset = request.getfixturevalue(
+        "clusters_dataset" if variant == "other_cluster" else "pages_dataset")
+    monkeypatch.setenv("WORKBENCH_DATA", str(dataset.root))
     monkeypatch.setenv("WORKBENCH_PUBLISHING", "1")
+    monkeypatch.setenv("WORKBENCH_PROFILE", "analyst")  # every page; profiles: test_pages_profiles
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    parameters = {} if variant == "defaults" else other_choices[kind]
+    parameters = {} if variant == "defaults" else request.getfixturevalue(
+        "other_cluster" if variant == "other_cluster" else "other_choices")[kind]
     output = tmp_path / f"{kind}.ipynb"
     papermill.execute_notebook(
         str(NOTEBOOKS_DIR / f"{kind}.ipynb"), str(output), parameters=parameters,
@@ -55,11 +77,12 @@ def test_notebook_executes(kind, variant, pages_dataset, other_choices, tmp_path
     assert 1 <= figures <= pages.MAX_GRAPHS
     assert html.count('class="wb-kf"') == (2 if kind.endswith("intervention") else 5)
     assert "kan ikke vises" not in html and "cannot be shown" not in html  # no failed section
-    if variant == "other":
-        assert "Key figures" in html
-        unit = parameters.get("unit")
-        if unit:
-            assert unit in html or pages.Catalog(connect(pages_dataset.database)).clusters[
-                unit].name in html
-    else:
-        assert "Nøgletal" in html
+    assert ("Key figures" if variant == "other" else "Nøgletal") in html
+    unit = parameters.get("unit")
+    if unit:
+        catalog = pages.Catalog(connect(dataset.database))
+        cluster = catalog.clusters.get(unit) or catalog.clusters[catalog.practices[unit].cluster]
+        assert (unit in html) if unit in catalog.practices else (cluster.name in html)
+        if variant == "other_cluster":  # no practice of another cluster is named on the page
+            others = [p for p in catalog.practices.values() if p.cluster != cluster.id]
+            assert not [p.id for p in others if f"({p.id})" in html]

@@ -12,7 +12,7 @@ per-unit tables and come back as memtables.
 
 from workbench.analysis.context import in_context
 from workbench.analysis.funnel import contours, fit, funnel, funnel_table, limits, members
-from workbench.analysis.opportunities import opportunities
+from workbench.analysis.opportunities import Peers, opportunities, peers
 from workbench.analysis.standardise import (
     garwood,
     observed_expected,
@@ -22,6 +22,7 @@ from workbench.analysis.standardise import (
 from workbench.analysis.trends import against_deciles
 
 __all__ = [
+    "Peers",
     "against_deciles",
     "contours",
     "fit",
@@ -33,6 +34,7 @@ __all__ = [
     "members",
     "observed_expected",
     "opportunities",
+    "peers",
     "scaled_interval",
     "standardised",
 ]

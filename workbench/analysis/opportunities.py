@@ -19,11 +19,16 @@ For one practice or cluster and one period, every drug group and every risk of
 Ranking: worse beyond 99.8 % first, then worse beyond 95 %, then by z (the worse direction is
 up for every drug group and for risks marked ``low_is_good``). A group ranked high is a
 question for the meeting, not a verdict: more paracetamol can be good prescribing.
+
+Steps 1 and 2 judge every unit of the level at once, whichever unit is asked about: :func:`peers`
+computes that part alone, so a batch or a dashboard that asks about many units of a level passes
+the same :class:`Peers` to :func:`opportunities` instead of recomputing it for each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import ibis
@@ -40,6 +45,59 @@ COLUMNS = [
     "observed", "expected", "ratio", "ratio_lower", "ratio_upper", "z", "flag_95", "flag_998",
     "excess", "direction", "rank",
 ]
+
+
+@dataclass(frozen=True)
+class Peers:
+    """Every unit of a level in one period, in its national funnel: the groups' standardised
+    ratios (``groups``: :func:`~workbench.analysis.standardise.standardised` rows with the
+    columns of :func:`~workbench.analysis.funnel.funnel_table`) and the risks' rates
+    (``risks``: :meth:`Workbench.risks` rows with the same; empty without risks)."""
+
+    level: str
+    period: str
+    measure: str
+    method: str
+    groups: pd.DataFrame
+    risks: pd.DataFrame
+
+
+def _chosen(session: Workbench, groups: str | Iterable[str] | None) -> list[str]:
+    if groups is None:
+        return list(session.definitions.groups)
+    return [groups] if isinstance(groups, str) else list(groups)
+
+
+def peers(
+    session: Workbench,
+    level: str,
+    period: str,
+    *,
+    groups: str | Iterable[str] | None = None,
+    risks: bool = True,
+    measure: str = "patients",
+    method: Method = "additive",
+) -> Peers:
+    """The unit-independent part of :func:`opportunities` for ``level`` and ``period``: every
+    unit's standardised groups and (with ``risks``) risks, in their national funnels."""
+    table = standardised(session, _chosen(session, groups), level, period,
+                         measure=measure).to_pandas()
+    fitted = funnel_table(table, observed="observed", exposure="expected",
+                          variance="variance", method=method).to_pandas()
+    risk_fit = pd.DataFrame(columns=["unit_id", "period", "risk", "patients", "listed"])
+    if risks and session.definitions.risks:
+        risk_table = session.risks(None, level, period).to_pandas()
+        risk_fit = funnel_table(risk_table, observed="patients", exposure="listed", per=1000.0,
+                                peers=("period", "risk"), method=method).to_pandas()
+    return Peers(level, period, measure, method, fitted, risk_fit)
+
+
+def _serves(judged: Peers, period: str, measure: str, method: str, groups: list[str],
+            risks: bool) -> bool:
+    """Whether ``judged`` answers this question (its level is checked by the caller)."""
+    return ((judged.period, judged.measure, judged.method) == (period, measure, method)
+            and set(groups) <= set(judged.groups["group"])
+            and not (risks and judged.risks.empty))
 
 
 def _cluster_of(session: Workbench, unit: str, level: str) -> str:
@@ -65,14 +123,15 @@ def _median_ratio(observed: pd.Series, expected: pd.Series) -> float:
 
 def _group_rows(
     session: Workbench, unit: str, level: str, period: str, groups: list[str],
-    measure: str, method: Method, cluster_members: list[str],
+    measure: str, fitted: pd.DataFrame, cluster_members: list[str],
+    practice_table: pd.DataFrame | None,
 ) -> pd.DataFrame:
-    table = standardised(session, groups, level, period, measure=measure).to_pandas()
-    fitted = funnel_table(table, observed="observed", exposure="expected",
-                          variance="variance", method=method).to_pandas()
+    fitted = fitted[fitted["group"].isin(groups)]
     mine = fitted[fitted["unit_id"] == unit]
     if level == "practice":
-        practices = table[table["unit_id"].isin(cluster_members)]
+        practices = fitted[fitted["unit_id"].isin(cluster_members)]
+    elif practice_table is not None:
+        practices = practice_table[practice_table["unit_id"].isin(cluster_members)]
     else:
         practices = standardised(session, groups, "practice", period, units=cluster_members,
                                  measure=measure).to_pandas()
@@ -95,15 +154,14 @@ def _group_rows(
 
 
 def _risk_rows(
-    session: Workbench, unit: str, level: str, period: str, method: Method,
-    cluster_members: list[str],
+    session: Workbench, unit: str, level: str, period: str, fitted: pd.DataFrame,
+    cluster_members: list[str], practice_table: pd.DataFrame | None,
 ) -> pd.DataFrame:
-    table = session.risks(None, level, period).to_pandas()
-    fitted = funnel_table(table, observed="patients", exposure="listed", per=1000.0,
-                          peers=("period", "risk"), method=method).to_pandas()
     mine = fitted[fitted["unit_id"] == unit]
     if level == "practice":
-        practices = table[table["unit_id"].isin(cluster_members)]
+        practices = fitted[fitted["unit_id"].isin(cluster_members)]
+    elif practice_table is not None:
+        practices = practice_table[practice_table["unit_id"].isin(cluster_members)]
     else:
         practices = session.risks(None, "practice", period, units=cluster_members).to_pandas()
     rows = []
@@ -160,11 +218,15 @@ def opportunities(
     risks: bool = True,
     measure: str = "patients",
     method: Method = "additive",
+    judged: Peers | None = None,
+    practices: Peers | None = None,
 ) -> ir.Table:
     """Groups (and risks) ranked as potential intervention areas for a practice or cluster in
     one period (see the module doc). ``groups``: ids (default every drug group; a theme's
     groups via ``session.definitions.groups_of(theme)``); ``measure``: ``patients`` or ``ddd``
-    for the groups (risks count patients).
+    for the groups (risks count patients). ``judged``: the level's :func:`peers`, computed once
+    for many units (with at least these groups, and risks when asked for); ``practices``: for a
+    cluster, the practice level's, whose rows of the cluster's practices give the median.
 
     Columns: ``level, unit_id, period, kind`` (``group``/``risk``), ``item, measure,
     standardised, patients, listed, observed, expected, ratio, ratio_lower, ratio_upper, z,
@@ -174,14 +236,25 @@ def opportunities(
     """
     if level not in ("practice", "cluster"):
         raise ValueError("intervention areas are for a practice or a cluster")
-    chosen = list(session.definitions.groups) if groups is None else (
-        [groups] if isinstance(groups, str) else list(groups)
-    )
+    chosen = _chosen(session, groups)
+    wants_risks = risks and bool(session.definitions.risks)
+    if practices is not None and (level != "cluster" or practices.level != "practice"
+                                  or not _serves(practices, period, measure, method, chosen,
+                                                 wants_risks)):
+        raise ValueError("the practices' peers given were judged for another question")
+    if judged is None:
+        judged = peers(session, level, period, groups=chosen, risks=risks, measure=measure,
+                       method=method)
+    if judged.level != level or not _serves(judged, period, measure, method, chosen,
+                                            wants_risks):
+        raise ValueError("the peers given were judged for another question")
     cluster = _cluster_of(session, unit, level)
     cluster_members = members(session, "practice", ("cluster", cluster))
-    parts = [_group_rows(session, unit, level, period, chosen, measure, method, cluster_members)]
+    parts = [_group_rows(session, unit, level, period, chosen, measure, judged.groups,
+                         cluster_members, None if practices is None else practices.groups)]
     if risks and session.definitions.risks:
-        parts.append(_risk_rows(session, unit, level, period, method, cluster_members))
+        parts.append(_risk_rows(session, unit, level, period, judged.risks, cluster_members,
+                                None if practices is None else practices.risks))
     parts = [p for p in parts if not p.empty]
     if not parts:
         raise ValueError(f"{level} {unit!r} has no figures in {period}")

@@ -16,18 +16,26 @@ from functools import cache
 from pathlib import Path
 
 from workbench.engine import Workbench, connect
+from workbench.glossary import LANGUAGES
 from workbench.pages.base import MAX_GRAPHS, KeyFigure, Page, Section
-from workbench.pages.choices import PAGE_KINDS, Catalog, ChoiceError, Choices
+from workbench.pages.choices import (
+    PAGE_KINDS,
+    Catalog,
+    ChoiceError,
+    Choices,
+    NotAllowed,
+    url_fields,
+)
 from workbench.pages.links import url
-from workbench.pages.view import PageView, build, in_voila
+from workbench.pages.view import PageView, RefusedView, audit_event, build, in_voila
 from workbench.paths import Dataset
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "overview": ("groups", "regions", "clusters", "trend"),
-    "cluster_insight": ("groups", "ranking", "trend", "practices"),
+    "cluster_insight": ("groups", "ranking", "trend", "practices", "risks"),
     "cluster_intervention": ("practices", "trend", "breakdown", "drugs"),
-    "practice_insight": ("groups", "ranking", "trend"),
-    "practice_intervention": ("distribution", "trend", "breakdown", "drugs"),
+    "practice_insight": ("groups", "ranking", "trend", "risks"),
+    "practice_intervention": ("distribution", "trend", "breakdown", "drugs", "journeys"),
 }
 
 
@@ -44,25 +52,44 @@ def build_page(kind: str, session: Workbench, catalog: Catalog | None = None,
     return build(session, catalog, catalog.resolve(kind, **choices))
 
 
-def open_page(kind: str, *, data: str | Path = "", **parameters: str) -> PageView:
-    """Open a page from a notebook: parameters first, then (in Voilà) the URL's query string."""
+def open_page(kind: str, *, data: str | Path = "", **parameters: str) -> PageView | RefusedView:
+    """Open a page from a notebook: parameters first, then (in Voilà) the URL's query string.
+
+    In a dashboard every view is audited, and a page or unit the viewing profile does not
+    allow is refused: the view shows a refusal, nothing of the unit. In a batch run the
+    refusal is an error (the page fails).
+    """
     session = session_for(str(data))
     catalog = Catalog(session)
-    catalog.periods, catalog.clusters, catalog.practices  # noqa: B018  (warm before waiting)
-    interactive = in_voila()
-    error = ""
-    if interactive:
-        from voila.utils import get_query_string
+    catalog.periods, catalog.clusters, catalog.practices, catalog.profile  # noqa: B018  (warm)
+    if not in_voila():
+        return PageView(session, catalog, catalog.resolve(kind, **parameters))
+    from voila.utils import get_query_string
 
-        query = get_query_string() or ""
-        try:
-            choices = catalog.resolve_query(kind, query, **parameters)
-        except ChoiceError as exc:
-            error = str(exc)
-            choices = catalog.resolve(kind, **parameters)
-    else:
-        choices = catalog.resolve(kind, **parameters)
-    return PageView(session, catalog, choices, interactive=interactive, error=error)
+    query = get_query_string() or ""
+    asked = url_fields(query)
+    try:
+        choices, error = _choose(catalog, kind, query, parameters)
+    except NotAllowed as exc:
+        audit_event("refused", catalog, kind, asked.get("unit", ""), asked, reason=str(exc))
+        language = asked.get("language", "")
+        return RefusedView(kind, language if language in LANGUAGES else "da")
+    view = PageView(session, catalog, choices, interactive=True, error=error)
+    audit_event("view", catalog, kind, choices.unit, choices.as_query(),
+                **({"asked": asked, "reason": error} if error else {}))
+    return view
+
+
+def _choose(catalog: Catalog, kind: str, query: str,
+            parameters: dict[str, str]) -> tuple[Choices, str]:
+    """The URL's choices; for a value the dataset does not know, the page's defaults and the
+    error to show. A value the profile does not allow raises :class:`NotAllowed`."""
+    try:
+        return catalog.resolve_query(kind, query, **parameters), ""
+    except NotAllowed:
+        raise
+    except ChoiceError as exc:
+        return catalog.resolve(kind, **parameters), str(exc)
 
 
 __all__ = [
@@ -72,9 +99,11 @@ __all__ = [
     "Catalog",
     "ChoiceError",
     "Choices",
+    "NotAllowed",
     "KeyFigure",
     "Page",
     "PageView",
+    "RefusedView",
     "Section",
     "build_page",
     "open_page",

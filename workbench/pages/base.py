@@ -82,6 +82,7 @@ class Page:
     key_table: pd.DataFrame | None
     sections: list[Section]
     links: list[tuple[str, str]] = field(default_factory=list)
+    notice: str = ""  # what the viewing profile shows (the analyst's "secure environment only")
 
     def __post_init__(self) -> None:
         graphs = sum(s.figure is not None for s in self.sections)
@@ -135,6 +136,7 @@ class Context:
         self.catalog = catalog
         self.choices = choices
         self.glossary = glossary()
+        self.profile = catalog.profile
         self.raw_key: pd.DataFrame | None = None  # the key figures' table before publishing
         self.key: pd.DataFrame | None = None  # and published
 
@@ -159,7 +161,7 @@ class Context:
         """The selection the page is about: the group, or the drug when one is chosen."""
         c = self.choices
         if c.drug:
-            return f"{self.group_label(c.group)}: {self.catalog.drug_name(c.drug)}"
+            return f"{self.group_label(c.group)}: {self.catalog.drug_name(c.drug, c.language)}"
         return self.group_label(c.group)
 
     def unit_name(self, level: str, unit: str) -> str:
@@ -169,7 +171,7 @@ class Context:
             return self.catalog.clusters[unit].name
         if level == "practice" and unit in self.catalog.practices:
             return f"{self.catalog.practices[unit].name} ({unit})"
-        return unit
+        return self.catalog.area_name(level, unit, self.choices.language)
 
     def value_label(self, dimension: str, value: object) -> str:
         """A breakdown category in words (sex, consumption group, flags, drugs, products)."""
@@ -177,7 +179,7 @@ class Context:
         if text == "all":
             return self.t("all")
         if dimension == "drug":
-            return self.catalog.drug_name(text)
+            return self.catalog.drug_name(text, self.choices.language)
         if dimension == "product":
             return self.catalog.product_names.get(text, text)
         if dimension in ("depot", "addictive"):
@@ -295,7 +297,9 @@ class Context:
             totals = self.context_table([self.choices.group], [self.period],
                                         filters=self.filters, measures=("patients", "ddd"),
                                         units=units)
-        parts[dim] = parts[dim].astype(str)
+        # a selection without patients comes back as one row with no category: not a category
+        parts = parts[parts[dim].notna()]
+        parts = parts.assign(**{dim: parts[dim].astype(str)})
         totals = totals.assign(**{dim: "all", "share": 1.0})
         df = pd.concat([parts, totals[parts.columns]], ignore_index=True)
         return df.assign(share=df["share"].astype(float))

@@ -7,7 +7,8 @@ download never differ. Hidden values (NA) are drawn as a gap marked ``x``, never
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -16,11 +17,18 @@ from matplotlib.figure import Figure
 from workbench.pages.style import (
     DECILES,
     HIGHLIGHT,
+    RC,
     SERIES,
+    LocalFormatter,
     house_style,
     new_figure,
     unit_colour,
 )
+
+# Average glyph widths (inches) of the house fonts, to lay text out before it is drawn: a title
+# (13 pt bold) and tick or legend text (10 pt). Generous, so an estimate never overflows.
+TITLE_CHAR_IN = 13 * 0.64 / 72
+TEXT_CHAR_IN = 10 * 0.60 / 72
 
 
 def grouped_bars(
@@ -33,6 +41,7 @@ def grouped_bars(
     title: str,
     ylabel: str,
     xlabel: str = "",
+    language: str = "en",
 ) -> Figure:
     """Bars per ``category``, one bar per ``series`` value side by side (unit, cluster, nation;
     or this period and the previous one)."""
@@ -49,13 +58,17 @@ def grouped_bars(
             ax.bar(pos, np.nan_to_num(heights), width, label=str(name),
                    color=colours.get(name, SERIES[i % len(SERIES)]))
             _mark_hidden(ax, pos, heights)
-        rotate = len(categories) > 5
-        ax.set_xticks(x, [str(c) if rotate else _wrap(str(c)) for c in categories],
-                      rotation=35 if rotate else 0, ha="right" if rotate else "center")
-        ax.set_title(title)
+        wrapped = [_wrap(str(c)) for c in categories]
+        widest = max((len(line) for c in wrapped for line in c.split("\n")), default=0)
+        slot = (fig.get_figwidth() - 0.9) / max(len(categories), 1)
+        rotate = len(categories) > 5 or widest * TEXT_CHAR_IN > 0.9 * slot
+        ax.set_xticks(x, [str(c) for c in categories] if rotate else wrapped,
+                      rotation=35 if rotate else 0, ha="right" if rotate else "center",
+                      rotation_mode="anchor" if rotate else "default")
+        ax.yaxis.set_major_formatter(LocalFormatter(language))
         ax.set_ylabel(ylabel)
         ax.set_xlabel(xlabel)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        _finish(fig, ax, title)
         return fig
 
 
@@ -70,6 +83,7 @@ def ranked_bars(
     references: Mapping[str, float] | None = None,
     band: tuple[float, float] | None = None,
     band_label: str = "",
+    language: str = "en",
 ) -> Figure:
     """Horizontal bars sorted by ``value`` (hidden last); each bar coloured by its ``role``;
     vertical reference lines (e.g. the nation) and an optional band (national deciles 10-90)."""
@@ -94,10 +108,9 @@ def ranked_bars(
         for i, (name, ref) in enumerate((references or {}).items()):
             if ref is not None and not np.isnan(ref):
                 ax.axvline(ref, color="#222222", ls=styles[i % 3], lw=1.3, label=name)
-        ax.set_title(title)
+        ax.xaxis.set_major_formatter(LocalFormatter(language))
         ax.set_xlabel(xlabel)
-        if references or band is not None:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        _finish(fig, ax, title)
         return fig
 
 
@@ -114,14 +127,17 @@ def trend(
     facet: str | None = None,
     band: pd.DataFrame | None = None,
     band_label: str = "",
+    language: str = "en",
 ) -> Figure:
     """Lines over periods, one per ``series`` value; optionally small multiples per ``facet``
     and a shaded band (columns ``period``, ``low``, ``high``: national deciles 10-90)."""
     facets = list(dict.fromkeys(df[facet])) if facet else [None]
     with house_style():
         ncols = len(facets)
-        fig, axes = new_figure(width=max(8.0, 3.0 * ncols), height=3.6 if ncols > 1 else 4.2,
+        fig, axes = new_figure(width=max(8.0, 2.6 * ncols), height=3.8 if ncols > 1 else 4.2,
                                ncols=ncols)
+        # how many tick labels fit under one panel, at about 0.5 in a label
+        fits = max(2, int((fig.get_figwidth() - 0.8) / ncols / 0.5))
         periods = list(dict.fromkeys(df[period]))
         x = np.arange(len(periods))
         for ax, name in zip(axes, facets, strict=True):
@@ -137,43 +153,36 @@ def trend(
                 ax.plot(x, ys, marker="o", ms=3, lw=2.4 if colour == HIGHLIGHT else 1.8,
                         color=colour, label=str(s))
             ticks = [i for i, p in enumerate(periods) if str(p).endswith("Q1")]
-            if len(ticks) >= 2:  # quarters: one tick a year, at its first quarter
+            if len(ticks) >= 2:  # quarters: a tick at the first quarter of (every nth) year
+                ticks = ticks[::math.ceil(len(ticks) / fits)]
                 ax.set_xticks(x[ticks], [str(periods[i])[:4] for i in ticks])
             else:
-                step = max(1, len(periods) // (4 if ncols > 1 else 8))
+                step = math.ceil(len(periods) / (fits // 2))  # other periods: longer labels
                 ax.set_xticks(x[::step], [str(p) for p in periods[::step]])
+            ax.yaxis.set_major_formatter(LocalFormatter(language))
             ax.set_xlabel(xlabel)
             ax.set_ylim(bottom=0)
             if name is not None:
-                ax.set_title(_wrap(str(name), 28), fontsize=11)
+                ax.set_title(_wrap(str(name), 24), fontsize=11)
         axes[0].set_ylabel(ylabel)
-        fig.suptitle(title, fontweight="bold", fontsize=13)
-        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        _finish(fig, axes[-1], title)
         return fig
 
 
-def histogram(
-    values: Sequence[float],
-    *,
-    marks: Mapping[str, tuple[float, str]],
-    title: str,
-    xlabel: str,
-    ylabel: str,
-) -> Figure:
-    """The distribution of published unit values, with vertical marks (unit, cluster, nation)."""
-    with house_style():
-        fig, (ax,) = new_figure()
-        data = np.asarray([v for v in values if v is not None and not pd.isna(v)], dtype=float)
-        if data.size:
-            ax.hist(data, bins=min(30, max(5, data.size // 3)), color="#C9D6E3")
-        for name, (v, colour) in marks.items():
-            if v is not None and not pd.isna(v):
-                ax.axvline(float(v), color=colour, lw=2.5, label=name)
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        return fig
+def _finish(fig: Figure, ax: object, title: str) -> None:
+    """The title, left-aligned over the whole figure and wrapped to its width, and the legend
+    in rows under the plot: a long unit name or title never pushes the plot aside or runs off
+    the edge of the image."""
+    width = fig.get_figwidth()
+    fig.suptitle(_wrap(title, int((width - 0.3) / TITLE_CHAR_IN)), x=0.01, ha="left",
+                 fontweight="bold", fontsize=RC["axes.titlesize"])
+    handles, labels = ax.get_legend_handles_labels()  # type: ignore[attr-defined]
+    if not handles:
+        return
+    entries = sorted((0.55 + TEXT_CHAR_IN * len(label) for label in labels), reverse=True)
+    ncols = max(n for n in range(1, len(entries) + 1) if sum(entries[:n]) <= width - 0.3
+                or n == 1)
+    fig.legend(handles, labels, loc="outside lower left", ncols=ncols)
 
 
 def _mark_hidden(ax: object, positions: np.ndarray, heights: np.ndarray) -> None:

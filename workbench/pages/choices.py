@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 from workbench.engine import Workbench, parse_period, period_series
 from workbench.glossary import LANGUAGES
+from workbench.profiles import Profile, current_profile
 
 PAGE_KINDS = (
     "overview",
@@ -48,11 +49,18 @@ BREAKDOWN_CHOICES = (
 # patient between parts: a patient may redeem two drugs, a depot and a plain product).
 PARTITIONS = frozenset({"consumption_group", "started", "sex", "age_group"})
 FIELDS = ("theme", "unit", "period", "group", "drug", "measure", "breakdown", "language")
+# A page's URL names the theme ``topic``: Voilà reads a ``theme`` query field as its own (light
+# or dark) and then will not hand the request a preheated kernel, which costs seconds a page.
+URL_NAMES = {"theme": "topic"}
 _SAFE = re.compile(r"^[A-Za-z0-9_\-.]{0,40}$")
 
 
 class ChoiceError(ValueError):
     """A page was asked for a value the dataset or the definitions do not know."""
+
+
+class NotAllowed(ChoiceError):
+    """A page or unit the viewing profile does not allow (refused, never shown instead)."""
 
 
 @dataclass(frozen=True)
@@ -85,20 +93,35 @@ class Choices:
 
 @dataclass(frozen=True)
 class Unit:
-    """A cluster or practice as the register names it."""
+    """A cluster or practice as the register names it (``region`` of a cluster)."""
 
     id: str
     name: str
     cluster: str = ""
+    region: str = ""
 
 
 class Catalog:
     """The closed lists every choice is checked against: themes and groups from the definitions;
-    periods, clusters, practices and drugs from the dataset."""
+    periods, clusters, practices and drugs from the dataset; and what the viewing profile
+    allows (:mod:`workbench.profiles`; the process's own profile unless one is given)."""
 
-    def __init__(self, session: Workbench) -> None:
+    def __init__(self, session: Workbench, profile: Profile | None = None) -> None:
         self.session = session
         self.definitions = session.definitions
+        self._profile = profile
+
+    @cached_property
+    def profile(self) -> Profile:
+        """The viewing profile, a practice profile bound to its practice's cluster."""
+        profile = self._profile or current_profile()
+        if profile.name == "practice":
+            own = self.practices.get(profile.practice)
+            if own is None:
+                raise NotAllowed(f"practice {profile.practice} of the profile is not in the "
+                                 "register")
+            profile = profile.bind(own.cluster)
+        return profile
 
     @cached_property
     def data_range(self) -> tuple[dt.date, dt.date]:
@@ -130,9 +153,11 @@ class Catalog:
 
     @cached_property
     def clusters(self) -> dict[str, Unit]:
-        table = self.session.registers.clusters.select("cluster_id", "cluster_name").execute()
+        table = self.session.registers.clusters.select(
+            "cluster_id", "cluster_name", "region_code").execute()
         return {
-            str(r.cluster_id): Unit(str(r.cluster_id), str(r.cluster_name))
+            str(r.cluster_id): Unit(str(r.cluster_id), str(r.cluster_name),
+                                    region=str(r.region_code))
             for r in table.sort_values("cluster_id").itertuples()
         }
 
@@ -149,9 +174,24 @@ class Catalog:
     def practices_of(self, cluster: str) -> list[Unit]:
         return [p for p in self.practices.values() if p.cluster == cluster]
 
+    def clusters_of_region(self, region: str) -> list[Unit]:
+        return [c for c in self.clusters.values() if c.region == region]
+
+    def cluster_of(self, level: str, unit: str) -> str:
+        """The cluster a cluster or practice unit belongs to ('' for other levels)."""
+        if level == "cluster":
+            return unit
+        if level == "practice" and unit in self.practices:
+            return self.practices[unit].cluster
+        return ""
+
+    def allows(self, kind: str, unit: str) -> bool:
+        """Whether the viewing profile may see page ``kind`` for ``unit``."""
+        return self.profile.allows_page(kind, unit, self.cluster_of(UNIT_LEVEL[kind], unit))
+
     @cached_property
     def _atc(self) -> dict[str, str]:
-        """ATC code -> substance name, for the codes of the register's products."""
+        """ATC code -> WHO substance name (English), for the codes of the register's products."""
         products = self.session.registers.products.select("atc_code").distinct()
         try:
             ref = self.session.con.table("reference_atc_ddd")
@@ -162,18 +202,65 @@ class Catalog:
             named = products.execute().assign(substance_name=None)
         named = named.drop_duplicates("atc_code").sort_values("atc_code")
         return {
-            str(r.atc_code): str(r.substance_name) if isinstance(r.substance_name, str)
+            str(r.atc_code): _capital(r.substance_name) if isinstance(r.substance_name, str)
             else str(r.atc_code)
             for r in named.itertuples()
         }
 
-    def drugs_of(self, group: str) -> dict[str, str]:
-        """The drugs (ATC code -> substance name) of a group that the register's products hold."""
-        rule = self.definitions.groups[group]
-        return {code: name for code, name in self._atc.items() if rule.matches(code)}
+    @cached_property
+    def _atc_da(self) -> dict[str, str]:
+        """ATC code -> Danish substance name, where the register's products give one.
 
-    def drug_name(self, code: str) -> str:
-        return self._atc.get(code, code)
+        The WHO reference has English names only, and no Danish ATC name list is available
+        offline; but Danish generic products are named ``Substans "Firma"`` (``Tramadol
+        "Actavis"``), so the register's own product names carry the Danish substance name.
+        The most common such stem of a code's products is its name; a code whose products are
+        all brand names keeps the WHO name.
+        """
+        products = self.session.registers.products.select("atc_code", "product_name").execute()
+        stems = products.assign(stem=products["product_name"].astype(str).str.extract(
+            r'^\s*([^"]+?)\s+"[^"]+"\s*$', expand=False)).dropna(subset=["stem"])
+        counts = stems.groupby(["atc_code", "stem"]).size().reset_index(name="n")
+        best = counts.sort_values(["atc_code", "n", "stem"], ascending=[True, False, True])
+        danish = dict(best.drop_duplicates("atc_code")[["atc_code", "stem"]].itertuples(
+            index=False, name=None))
+        return {code: _capital(danish.get(code, name)) for code, name in self._atc.items()}
+
+    def _names(self, language: str) -> dict[str, str]:
+        return self._atc_da if language == "da" else self._atc
+
+    def drugs_of(self, group: str, language: str = "en") -> dict[str, str]:
+        """The drugs (ATC code -> substance name in ``language``) of a group that the register's
+        products hold."""
+        rule = self.definitions.groups[group]
+        return {code: name for code, name in self._names(language).items() if rule.matches(code)}
+
+    def drug_name(self, code: str, language: str = "en") -> str:
+        return self._names(language).get(code, code)
+
+    @cached_property
+    def _areas(self) -> dict[tuple[str, str], dict[str, str]]:
+        """(level, language) -> unit id -> name, for regions and municipalities (the reference
+        tables the loader copies into every database; ids when they are missing)."""
+        names: dict[tuple[str, str], dict[str, str]] = {}
+        con = self.session.con
+        try:
+            regions = con.table("reference_regions").execute()
+            names["region", "da"] = dict(zip(regions.region_code.astype(str),
+                                             regions.region_name.astype(str), strict=True))
+            names["region", "en"] = dict(zip(regions.region_code.astype(str),
+                                             regions.region_name_en.astype(str), strict=True))
+            towns = con.table("reference_municipalities").execute()
+            local = dict(zip(towns.municipality_code.astype(str),
+                             towns.municipality_name.astype(str), strict=True))
+            names["municipality", "da"] = names["municipality", "en"] = local
+        except Exception:  # an extract loaded without the reference copies
+            pass
+        return names
+
+    def area_name(self, level: str, unit: str, language: str) -> str:
+        """The name of a region or municipality (its code when the reference lacks it)."""
+        return self._areas.get((level, language), {}).get(unit, unit)
 
     @cached_property
     def product_names(self) -> dict[str, str]:
@@ -182,6 +269,10 @@ class Catalog:
                         strict=True))
 
     def default_unit(self, level: str) -> str:
+        """The unit a page shows when none is asked for: the first of the register, or the
+        practice profile's own practice and cluster."""
+        if self.profile.name == "practice" and level in ("cluster", "practice"):
+            return self.profile.practice if level == "practice" else self.profile.own_cluster
         if level == "cluster":
             return next(iter(self.clusters), "")
         if level == "practice":
@@ -192,10 +283,13 @@ class Catalog:
         """Check raw choices (parameters, URL fields or widget values) and fill in defaults.
 
         Empty values take the default (the first unit of the level, the newest period, the
-        theme's first group). Anything unknown raises :class:`ChoiceError`.
+        theme's first group). Anything unknown raises :class:`ChoiceError`; a page or unit the
+        viewing profile does not allow raises :class:`NotAllowed`.
         """
         if kind not in PAGE_KINDS:
             raise ChoiceError(f"unknown page {kind!r}; use one of {list(PAGE_KINDS)}")
+        if kind not in self.profile.pages:
+            raise NotAllowed(f"page {kind} is not available to the {self.profile.name} profile")
         unknown = sorted(set(raw) - set(FIELDS))
         if unknown:
             raise ChoiceError(f"unknown choice(s) {unknown}; a page takes {list(FIELDS)}")
@@ -213,6 +307,9 @@ class Catalog:
         known = {"nation": {"DK": None}, "cluster": self.clusters, "practice": self.practices}
         if unit not in known[level]:
             raise ChoiceError(f"unknown {level} {unit!r}")
+        if not self.allows(kind, unit):
+            raise NotAllowed(f"{level} {unit} is not available to the {self.profile.name} "
+                             "profile")
         period = value["period"] or (self.periods[0] if self.periods else "")
         if period not in self.periods:
             raise ChoiceError(f"period {period!r} is not one the data covers: {self.periods}")
@@ -238,9 +335,22 @@ class Catalog:
         Unknown fields are ignored (a shared link may carry tracking fields); known fields are
         validated like any other choice.
         """
-        fields = {k: v[-1] for k, v in parse_qs(query or "", keep_blank_values=False).items()
-                  if k in FIELDS}
-        return self.resolve(kind, **{**defaults, **fields})
+        return self.resolve(kind, **{**defaults, **url_fields(query)})
+
+
+def url_fields(query: str) -> dict[str, str]:
+    """The choices a URL query string holds, by parameter name (``topic`` -> ``theme``; an older
+    link's ``theme`` is still understood). Values are not checked here: :meth:`Catalog.resolve`
+    does that.
+
+    >>> sorted(url_fields("topic=analgesics&unit=K025&utm_source=mail").items())
+    [('theme', 'analgesics'), ('unit', 'K025')]
+    """
+    raw = {k: v[-1] for k, v in parse_qs(query or "", keep_blank_values=False).items()}
+    by_url = {url: name for name, url in URL_NAMES.items()}
+    fields = {k: v for k, v in raw.items() if k in FIELDS}
+    fields.update({by_url[k]: v for k, v in raw.items() if k in by_url})
+    return fields
 
 
 def previous_period(label: str) -> str:
@@ -286,6 +396,12 @@ def _clean(name: str, value: object) -> str:
     if not _SAFE.match(text):
         raise ChoiceError(f"{name}: {text[:40]!r} is not a valid value")
     return text
+
+
+def _capital(name: object) -> str:
+    """A name as a label: first letter upper case (``tramadol`` -> ``Tramadol``)."""
+    text = str(name)
+    return text[:1].upper() + text[1:]
 
 
 def _as_date(value: object) -> dt.date:

@@ -1,9 +1,10 @@
 """Cluster insight (*klyngeindblik*): every group for one cluster against the nation, with the
-groups ranked as potential intervention areas, their trend, and the cluster's practices."""
+groups and risky combinations ranked as potential intervention areas (standardised, in the
+national funnel), their trend, the cluster's practices, and the risks against the nation."""
 
 from __future__ import annotations
 
-from workbench.pages import sections
+from workbench.pages import findings, sections
 from workbench.pages.base import Context, Page
 from workbench.pages.links import url
 
@@ -15,9 +16,10 @@ def build(ctx: Context) -> Page:
     figures = [sections.listed_figure(ctx, table), *sections.key_figures(ctx, table, groups)]
     page_sections = [
         sections.groups_section(ctx, table, groups),
-        sections.ranking_section(ctx, table, groups),
+        findings.areas_section(ctx, groups),
         sections.trend_section(ctx, groups),
         sections.practices_section(ctx, c.unit, link_kind="practice_insight"),
+        findings.risks_section(ctx),
     ]
     links = [(ctx.t("back_overview"), url("overview", c))]
     return Page("cluster_insight", c, ctx.label("pages", "cluster_insight"),

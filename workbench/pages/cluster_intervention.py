@@ -1,10 +1,10 @@
-"""Cluster intervention area (*klyngeindsatsområde*): one group in one cluster: its practices
-against each other, the cluster and national deciles; the area over time; the breakdowns and
-the drugs that explain it."""
+"""Cluster intervention area (*klyngeindsatsområde*): one group in one cluster: its practices in
+a funnel plot against the national limits (the ones beyond 99.8 % named); the area over time;
+the breakdowns and the drugs that explain it."""
 
 from __future__ import annotations
 
-from workbench.pages import sections
+from workbench.pages import findings, sections
 from workbench.pages.base import Context, Page
 from workbench.pages.links import url
 
@@ -14,7 +14,7 @@ def build(ctx: Context) -> Page:
     table = sections.key_table(ctx, [c.group])
     figures = [sections.listed_figure(ctx, table), *sections.key_figures(ctx, table, [c.group])]
     page_sections = [
-        sections.practices_section(ctx, c.unit, link_kind="practice_intervention"),
+        findings.cluster_funnel_section(ctx, c.unit, link_kind="practice_intervention"),
         sections.trend_section(ctx, [c.group], deciles=True),
         sections.breakdown_section(ctx),
         sections.drugs_section(ctx),

@@ -1,9 +1,10 @@
 """Practice insight (*yderindblik*): every group for one practice against its cluster and the
-nation, ranked as potential intervention areas, and followed over time."""
+nation, groups and risky combinations ranked as potential intervention areas (standardised, in
+the national funnel), followed over time, and the risks against cluster and nation."""
 
 from __future__ import annotations
 
-from workbench.pages import sections
+from workbench.pages import findings, sections
 from workbench.pages.base import Context, Page
 from workbench.pages.links import url
 
@@ -15,8 +16,9 @@ def build(ctx: Context) -> Page:
     figures = [sections.listed_figure(ctx, table), *sections.key_figures(ctx, table, groups)]
     page_sections = [
         sections.groups_section(ctx, table, groups),
-        sections.ranking_section(ctx, table, groups),
+        findings.areas_section(ctx, groups),
         sections.trend_section(ctx, groups),
+        findings.risks_section(ctx),
     ]
     cluster = ctx.catalog.practices[c.unit].cluster
     links = [(ctx.t("back_cluster"), url("cluster_insight", c, unit=cluster)),

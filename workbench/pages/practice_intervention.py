@@ -1,9 +1,10 @@
-"""Practice intervention area (*yderindsatsområde*): one group in one practice against the
-nation's practices, its cluster and the nation; over time; broken down."""
+"""Practice intervention area (*yderindsatsområde*): one group in one practice in the funnel of
+the nation's practices; over time against the national deciles; broken down; and what became of
+its new users, against its cluster and the nation."""
 
 from __future__ import annotations
 
-from workbench.pages import sections
+from workbench.pages import findings, sections
 from workbench.pages.base import Context, Page
 from workbench.pages.links import url
 
@@ -13,10 +14,11 @@ def build(ctx: Context) -> Page:
     table = sections.key_table(ctx, [c.group])
     figures = [sections.listed_figure(ctx, table), *sections.key_figures(ctx, table, [c.group])]
     page_sections = [
-        sections.distribution_section(ctx),
-        sections.trend_section(ctx, [c.group], deciles=True),
+        findings.practice_funnel_section(ctx),
+        findings.decile_trend_section(ctx),
         sections.breakdown_section(ctx),
         sections.drugs_section(ctx),
+        findings.journeys_section(ctx),
     ]
     cluster = ctx.catalog.practices[c.unit].cluster
     links = [(ctx.t("back_practice"), url("practice_insight", c)),

@@ -17,11 +17,13 @@ from matplotlib.figure import Figure
 
 from workbench.glossary import glossary
 from workbench.pages.base import KeyFigure, Page, Section
+from workbench.pages.style import number
 
 CSS = """
 <style>
 .wb-page{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;
   max-width:1100px}
+.wb-title{font-size:1.7em;font-weight:600;margin:.2em 0 .1em}
 .wb-sub{font-size:1.05em;color:#444;margin:0 0 .6em}
 .wb-kfs{display:flex;flex-wrap:wrap;gap:10px;margin:.5em 0 1em}
 .wb-kf{border:1px solid #ddd;border-left:5px solid #D55E00;border-radius:4px;padding:8px 12px;
@@ -34,22 +36,10 @@ CSS = """
 .wb-csv{font-size:.9em}.wb-links a{margin-right:1em}.wb-note{color:#8a4b00}
 .wb-table{border-collapse:collapse;font-size:.9em}
 .wb-table td,.wb-table th{padding:2px 8px;border-bottom:1px solid #eee}
+.wb-profile{display:inline-block;background:#FFF3CD;border:1px solid #E0B000;border-radius:4px;
+  padding:3px 8px;margin:0 0 .6em;font-weight:600}
 </style>
 """
-
-
-def number(value: float | None, language: str, decimals: int = 1) -> str:
-    """A number the way readers of the language write it; ``x`` for a hidden value.
-
-    >>> number(1234.56, "da"), number(1234.56, "en"), number(None, "da")
-    ('1.234,6', '1,234.6', 'x')
-    """
-    if value is None or pd.isna(value):
-        return "x"
-    text = f"{value:,.{decimals}f}"
-    if language == "da":
-        text = text.replace(",", "_").replace(".", ",").replace("_", ".")
-    return text
 
 
 def _t(key: str, language: str, **values: object) -> str:
@@ -62,16 +52,27 @@ def header(page: Page) -> str:
     links = " ".join(f'<a href="{html.escape(u)}" target="_top">{html.escape(text)}</a>'
                      for text, u in page.links)
     nav = f'<div class="wb-links wb-nav">{links}</div>' if links else ""
-    return (f'{CSS}<div class="wb-page"><p class="wb-sub" data-kind="{page.kind}">'
-            f'<b>{html.escape(page.title)}</b> · {html.escape(page.subtitle)}</p>{nav}'
+    notice = (f'<p class="wb-profile">{html.escape(page.notice)}</p>' if page.notice else "")
+    return (f'{CSS}<div class="wb-page"><div class="wb-head" data-kind="{page.kind}">'
+            f'<h1 class="wb-title">{html.escape(page.title)}</h1>'
+            f'<p class="wb-sub">{html.escape(page.subtitle)}</p></div>{notice}{nav}'
             f'<p class="wb-note">{html.escape(_t("suppression_note", lang))}</p></div>')
+
+
+def refusal(kind: str, language: str) -> str:
+    """What a page the viewing profile does not allow shows instead: a title and one sentence,
+    nothing of the unit asked for."""
+    title = glossary().label("pages", kind, language)
+    return (f'{CSS}<div class="wb-page wb-refused"><div class="wb-head" data-kind="{kind}">'
+            f'<h1 class="wb-title">{html.escape(title)}</h1></div>'
+            f'<p class="wb-note">{html.escape(_t("refused_page", language))}</p></div>')
 
 
 def key_figure(figure: KeyFigure, language: str) -> str:
     decimals = 0 if figure.measure in ("patients", "listed") else 1
     value = number(figure.value, language, decimals)
-    compared = " · ".join(f"{html.escape(name)}: {number(v, language, decimals)}"
-                          for name, v in figure.comparisons)
+    compared = "".join(f'<div class="c">{html.escape(name)}: {number(v, language, decimals)}'
+                       "</div>" for name, v in figure.comparisons)
     change = ""
     if figure.previous:
         pct = "x" if figure.change is None else f"{figure.change * 100:+.0f} %"
@@ -81,7 +82,7 @@ def key_figure(figure: KeyFigure, language: str) -> str:
     return (f'<div class="wb-kf" data-key="{html.escape(figure.key)}">'
             f'<div class="l">{html.escape(figure.label)}</div>'
             f'<div class="v">{value}</div>{unit_line}'
-            f'<div class="c">{compared}</div><div class="d">{html.escape(change)}</div></div>')
+            f'{compared}<div class="d">{html.escape(change)}</div></div>')
 
 
 def key_figures(page: Page) -> str:
@@ -108,8 +109,7 @@ def section(sec: Section, page: Page) -> str:
         parts.append(f'<figure class="wb-figure"><img alt="{html.escape(sec.title)}" '
                      f'src="data:image/png;base64,{png(sec.figure)}"></figure>')
     if sec.ranking is not None:
-        parts.append(sec.ranking.to_html(index=False, classes="wb-table", border=0,
-                                         na_rep="x"))
+        parts.append(table(sec.ranking, lang))
     if sec.links:
         items = "".join(f'<li><a href="{html.escape(u)}" target="_top">{html.escape(t)}</a></li>'
                         for t, u in sec.links)
@@ -119,6 +119,24 @@ def section(sec: Section, page: Page) -> str:
         parts.append(_csv_link(sec.table, f"{page.kind}_{sec.id}.csv", lang))
     parts.append("</section>")
     return "".join(parts)
+
+
+def table(df: pd.DataFrame, language: str) -> str:
+    """A published table as HTML, its numbers written the language's way (whole numbers for
+    integer columns, one decimal otherwise, ``x`` for a hidden value). Only what is shown is
+    localised: the CSV beside it keeps machine-readable numbers.
+
+    >>> df = pd.DataFrame({"g": ["a"], "v": [1234.56], "n": pd.array([7], dtype="Int64")})
+    >>> "<td>1.234,6</td>" in table(df, "da") and "<td>1,234.6</td>" in table(df, "en")
+    True
+    """
+    shown = df.copy()
+    for column in df.columns:
+        kind = df[column].dtype.kind
+        if kind in "iuf":
+            decimals = 0 if kind in "iu" else 1
+            shown[column] = [number(v, language, decimals) for v in df[column]]
+    return shown.to_html(index=False, classes="wb-table", border=0, na_rep="x")
 
 
 def page_html(page: Page) -> str:

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import pandas as pd
 
-from workbench.disclosure import Derived, Margin, TableSpec
+from workbench.disclosure import Margin
 from workbench.pages import charts
-from workbench.pages.base import Context, KeyFigure, Section, measure_spec, publish, safe_section
+from workbench.pages.base import (
+    Context,
+    KeyFigure,
+    Section,
+    measure_spec,
+    publish,
+    safe_section,
+)
 from workbench.pages.links import url
-from workbench.pages.style import CLUSTER, HIGHLIGHT, NATION, PREVIOUS, unit_colour
+from workbench.pages.style import NATION, PREVIOUS, unit_colour
 
 KEYS = ("role", "level", "unit_id", "period", "group")
 ROLE_ORDER = {"unit": 0, "cluster": 1, "nation": 2}
@@ -85,7 +92,8 @@ def groups_section(ctx: Context, table: pd.DataFrame, groups: list[str]) -> Sect
             sentence = ctx.t("groups_nation_sentence", measure=ctx.measure_label,
                              period=ctx.period, previous=ctx.previous or "-")
         else:
-            shown = table[table["period"] == ctx.period]
+            shown = table[table["period"] == ctx.period].sort_values(
+                "role", key=lambda role: role.map(ROLE_ORDER), kind="stable")
             names = {role: ctx.unit_name(level, unit) for role, level, unit in ctx.context_units}
             series = shown["role"].map(names)
             colours = {names[r]: unit_colour(r) for r in names}
@@ -94,78 +102,12 @@ def groups_section(ctx: Context, table: pd.DataFrame, groups: list[str]) -> Sect
         plot = shown.assign(_group=shown["group"].map(ctx.group_label), _series=series)
         figure = charts.grouped_bars(
             plot, category="_group", value=measure, series="_series", colours=colours,
+            language=ctx.choices.language,
             title=f"{ctx.measure_label}, {ctx.period}", ylabel=ctx.measure_label,
         )
         return Section("groups", title, sentence, shown.reset_index(drop=True), figure)
 
     return safe_section("groups", title, build)
-
-
-def ranking_section(ctx: Context, table: pd.DataFrame, groups: list[str]) -> Section:
-    """Potential intervention areas: the groups ranked by the unit's value against the nation
-    (index 100 = national level) and its percentile among units of its level."""
-    title = ctx.t("ranking_title")
-
-    def build() -> Section:
-        measure, level, unit = ctx.choices.measure, ctx.choices.level, ctx.choices.unit
-        raw = ctx.raw_key if ctx.raw_key is not None else ctx.context_table(groups, [ctx.period])
-        now = raw[raw["period"] == ctx.period]
-        own = now[now["role"] == "unit"].set_index("group").reindex(groups)
-        nation = now[now["role"] == "nation"].set_index("group").reindex(groups)
-        ranks = ctx.session.percentiles(measure, level, groups=groups, periods=ctx.period)
-        ranks = ranks.filter(ranks.unit_id == unit).to_pandas()
-        ranks = ranks.set_index("group")["percentile"].reindex(groups)
-        df = pd.DataFrame({
-            "group": groups,
-            "unit_id": unit,
-            "period": ctx.period,
-            "patients": own["patients"].fillna(0).astype("int64").to_numpy(),
-            "listed": own["listed"].fillna(0.0).astype(float).to_numpy(),
-            "nation_patients": nation["patients"].fillna(0).astype("int64").to_numpy(),
-            "nation_listed": nation["listed"].fillna(0.0).astype(float).to_numpy(),
-            measure: own[measure].astype(float).to_numpy(),
-            "nation_" + measure: nation[measure].astype(float).to_numpy(),
-            "percentile": ranks.astype(float).to_numpy(),
-        })
-        df["index"] = (df[measure] / df["nation_" + measure] * 100).round(0)
-        unit_counts, nation_counts = ("patients", "listed"), ("nation_patients", "nation_listed")
-        spec = TableSpec(
-            keys=("group", "unit_id", "period"),
-            counts=(*unit_counts, *nation_counts),
-            derived=(
-                Derived(measure, on=unit_counts),
-                Derived("nation_" + measure, on=nation_counts),
-                Derived("index", on=(*unit_counts, *nation_counts)),
-                Derived("percentile", on=unit_counts),
-            ),
-        )
-        published = publish(df, spec).sort_values("index", ascending=False, na_position="last")
-        published = published.reset_index(drop=True)
-        plot = published.assign(
-            _label=published["group"].map(ctx.group_label), _role="unit"
-        )
-        figure = charts.ranked_bars(
-            plot, label="_label", value="index", role="_role",
-            title=ctx.t("ranking_chart_title", period=ctx.period),
-            xlabel=ctx.t("index_label", measure=ctx.measure_label),
-            references={ctx.label("levels", "nation"): 100.0},
-        )
-        links = [
-            (ctx.group_label(g), url(ctx.choices.kind.replace("insight", "intervention"),
-                                     ctx.choices, group=g, drug=""))
-            for g in published["group"]
-        ]
-        sentence = ctx.t("ranking_sentence", unit=ctx.unit_name(level, unit),
-                         measure=ctx.measure_label, period=ctx.period)
-        view = pd.DataFrame({
-            ctx.label("breakdowns", "group"): plot["_label"],
-            ctx.measure_label: published[measure].round(1),
-            ctx.t("index_short"): published["index"],
-            ctx.t("percentile"): published["percentile"].round(0),
-        })
-        return Section("ranking", title, sentence, published, figure, links=links, ranking=view)
-
-    return safe_section("ranking", title, build)
 
 
 def trend_section(ctx: Context, groups: list[str], *, deciles: bool = False) -> Section:
@@ -204,6 +146,7 @@ def trend_section(ctx: Context, groups: list[str], *, deciles: bool = False) -> 
             sentence += " " + ctx.t("deciles_sentence")
         figure = charts.trend(
             plot, period="period", value=measure, series="_series", colours=colours,
+            language=ctx.choices.language,
             title=f"{ctx.measure_label}, {ctx.quarters[0]}–{ctx.quarters[-1]}"
             + ("" if len(groups) > 1 else f" ({ctx.focus_label})"),
             ylabel=ctx.measure_label, xlabel=ctx.t("quarter"), facet=facet,
@@ -235,6 +178,7 @@ def spread_section(ctx: Context, level: str, section_id: str, *, link_kind: str 
         )
         figure = charts.ranked_bars(
             plot, label="_label", value=measure, role="_role",
+            language=ctx.choices.language,
             title=f"{ctx.focus_label}: {ctx.measure_label}, {ctx.period}",
             xlabel=ctx.measure_label,
             references={ctx.label("levels", "nation"): _num(nation[measure].iloc[0])},
@@ -253,7 +197,12 @@ def spread_section(ctx: Context, level: str, section_id: str, *, link_kind: str 
 
 def practices_section(ctx: Context, cluster: str, *, link_kind: str) -> Section:
     """The cluster's practices against each other, the cluster and the nation, with the band of
-    national practice deciles. The cluster row is the declared total of its practices."""
+    national practice deciles. The cluster row is the declared total of its practices.
+
+    A profile that may not identify practices (``public``) gets :func:`peers_section` in this
+    place instead: the cluster among its region's clusters."""
+    if not ctx.profile.identifies_practices:
+        return peers_section(ctx, cluster, link_kind=link_kind.replace("practice", "cluster"))
     title = ctx.t("practices_title")
 
     def build() -> Section:
@@ -285,6 +234,7 @@ def practices_section(ctx: Context, cluster: str, *, link_kind: str) -> Section:
         cluster_value = published.loc[published["unit_id"] == "cluster", measure]
         figure = charts.ranked_bars(
             plot, label="_label", value=measure, role="_role",
+            language=ctx.choices.language,
             title=f"{ctx.focus_label}: {ctx.measure_label}, {ctx.period}",
             xlabel=ctx.measure_label,
             references={
@@ -311,33 +261,43 @@ def practices_section(ctx: Context, cluster: str, *, link_kind: str) -> Section:
     return safe_section("practices", title, build)
 
 
-def distribution_section(ctx: Context) -> Section:
-    """Where the practice lies among the nation's practices, with its cluster and the nation."""
-    title = ctx.t("distribution_title")
+def peers_section(ctx: Context, cluster: str, *, link_kind: str) -> Section:
+    """The cluster among the clusters of its region, with the region and the nation as lines:
+    a comparison that names no practice."""
+    title = ctx.t("peers_title")
 
     def build() -> Section:
-        measure = ctx.choices.measure
-        national = ctx.level_table("practice", [ctx.period], group=ctx.choices.group)
-        published = publish(national, measure_spec(national, ("level", "unit_id", "period",
-                                                               "group")))
-        key = ctx.key if ctx.key is not None else key_table(ctx, [ctx.choices.group])
-        now = key[key["period"] == ctx.period].set_index("role")[measure]
-        names = {role: ctx.unit_name(level, unit) for role, level, unit in ctx.context_units}
-        marks = {names[r]: (_num(now.get(r)), c) for r, c in
-                 (("unit", HIGHLIGHT), ("cluster", CLUSTER), ("nation", NATION))}
-        figure = charts.histogram(
-            published[measure].tolist(), marks=marks,
-            title=f"{ctx.focus_label}: {ctx.measure_label}, {ctx.period}",
-            xlabel=ctx.measure_label, ylabel=ctx.t("practices_count"),
+        measure, group = ctx.choices.measure, ctx.choices.group
+        region = ctx.catalog.clusters[cluster].region
+        peers = [c.id for c in ctx.catalog.clusters_of_region(region)]
+        spec_keys = ("level", "unit_id", "period", "group")
+        df = ctx.level_table("cluster", [ctx.period], group=group, units=peers)
+        published = publish(df, measure_spec(df, spec_keys))
+        lines = {}
+        for level, unit in (("region", region), ("nation", None)):
+            table = ctx.level_table(level, [ctx.period], group=group,
+                                    units=[unit] if unit else None)
+            table = publish(table, measure_spec(table, spec_keys))
+            name = ctx.unit_name(level, unit or "DK")
+            lines[name] = _num(table[measure].iloc[0]) if len(table) else None
+        plot = published.assign(
+            _label=[ctx.unit_name("cluster", u) for u in published["unit_id"]],
+            _role=["unit" if u == cluster else "peer" for u in published["unit_id"]],
         )
-        sentence = ctx.t("distribution_sentence", unit=names["unit"], measure=ctx.measure_label,
-                         group=ctx.focus_label, period=ctx.period)
-        # The CSV holds the distribution without practice ids: a practice sees its own figures
-        # and its cluster's, never another practice by name.
-        table = published.drop(columns=["unit_id"]).sort_values(measure, na_position="last")
-        return Section("distribution", title, sentence, table.reset_index(drop=True), figure)
+        figure = charts.ranked_bars(
+            plot, label="_label", value=measure, role="_role",
+            language=ctx.choices.language,
+            title=f"{ctx.focus_label}: {ctx.measure_label}, {ctx.period}",
+            xlabel=ctx.measure_label, references=lines,
+        )
+        links = [(ctx.unit_name("cluster", u), url(link_kind, ctx.choices, unit=u))
+                 for u in published["unit_id"] if u != cluster]
+        sentence = ctx.t("peers_sentence", region=ctx.unit_name("region", region),
+                         measure=ctx.measure_label, group=ctx.focus_label, period=ctx.period)
+        return Section("practices", title, sentence, published.reset_index(drop=True), figure,
+                       links=links)
 
-    return safe_section("distribution", title, build)
+    return safe_section("practices", title, build)
 
 
 def breakdown_section(ctx: Context) -> Section:
@@ -386,6 +346,7 @@ def _breakdown(ctx: Context, dim: str, section_id: str, title: str, top: int) ->
                            share_pct=plot["share"] * 100).sort_values(["_order", "_role"])
         figure = charts.grouped_bars(
             plot, category="_cat", value="share_pct", series="_series",
+            language=ctx.choices.language,
             colours={names[r]: unit_colour(r) for r in names},
             title=f"{ctx.focus_label}: {ctx.label('breakdowns', dim)}, {ctx.period}",
             ylabel=ctx.t("share_pct"),
@@ -394,7 +355,11 @@ def _breakdown(ctx: Context, dim: str, section_id: str, title: str, top: int) ->
                          group=ctx.focus_label, period=ctx.period)
         if len(ranked) > top:
             sentence += " " + ctx.t("top_sentence", n=top)
-        return Section(section_id, title, sentence, shown.reset_index(drop=True), figure)
+        # The CSV is the whole published table, not only the categories drawn: a table cut to
+        # its largest rows beside its total would let a reader take the drawn rows from the
+        # total and believe the rest were one hidden cell (and an audit would believe it too).
+        full = published.assign(share=published["share"].astype("Float64"))
+        return Section(section_id, title, sentence, full.reset_index(drop=True), figure)
 
     return safe_section(section_id, title, build)
 

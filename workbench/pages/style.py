@@ -17,8 +17,10 @@ import matplotlib
 matplotlib.use("Agg")  # pages render to images in kernels and tests alike; no GUI backend
 
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
@@ -70,3 +72,37 @@ def new_figure(width: float = FIGSIZE[0], height: float = FIGSIZE[1],
 def unit_colour(role: str) -> str:
     """The colour of a comparison role: ``unit``, ``cluster``, ``nation`` or ``peer``."""
     return {"unit": HIGHLIGHT, "cluster": CLUSTER, "nation": NATION}.get(role, PEER)
+
+
+def number(value: float | None, language: str, decimals: int = 1) -> str:
+    """A number the way readers of the language write it; ``x`` for a hidden value.
+
+    Danish swaps the separators (decimal comma, thousands dot), so a Danish page never shows
+    ``45.8`` where its text says ``45,8``.
+
+    >>> number(1234.56, "da"), number(1234.56, "en"), number(None, "da"), number(0.5, "da", 2)
+    ('1.234,6', '1,234.6', 'x', '0,50')
+    """
+    if value is None or pd.isna(value):
+        return "x"
+    text = f"{value:,.{decimals}f}"
+    if language == "da":
+        text = text.replace(",", "_").replace(".", ",").replace("_", ".")
+    return text
+
+
+class LocalFormatter(ScalarFormatter):
+    """Matplotlib's tick numbers with the page language's separators (``0,5`` and ``1.000``
+    on a Danish page); the tick positions and precision stay matplotlib's choice."""
+
+    def __init__(self, language: str) -> None:
+        super().__init__(useOffset=False)
+        self.set_scientific(False)
+        self.language = language
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        text = super().__call__(x, pos).replace("\N{MINUS SIGN}", "-")
+        if not text:
+            return text
+        decimals = len(text.split(".", 1)[1]) if "." in text else 0
+        return number(x, self.language, decimals)

@@ -13,7 +13,9 @@ import html
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
+from workbench import audit
 from workbench.engine import Workbench
 from workbench.glossary import glossary
 from workbench.pages import render
@@ -21,9 +23,13 @@ from workbench.pages.base import Context, Page
 from workbench.pages.choices import (
     BREAKDOWN_CHOICES,
     MEASURE_CHOICES,
+    PAGE_KINDS,
+    UNIT_LEVEL,
     Catalog,
     ChoiceError,
     Choices,
+    NotAllowed,
+    url_fields,
 )
 from workbench.pages.links import url
 
@@ -53,7 +59,56 @@ def build(session: Workbench, catalog: Catalog, choices: Choices) -> Page:
         "practice_insight": practice_insight.build,
         "practice_intervention": practice_intervention.build,
     }
-    return builders[choices.kind](Context(session, catalog, choices))
+    if not catalog.allows(choices.kind, choices.unit):  # validated choices come from resolve
+        raise NotAllowed(f"{choices.kind} {choices.unit} is not available to this profile")
+    page = builders[choices.kind](Context(session, catalog, choices))
+    allowed = partial(_allowed_link, catalog)
+    page.links = [link for link in page.links if allowed(link[1])]
+    for section in page.sections:
+        section.links = [link for link in section.links if allowed(link[1])]
+    banner = catalog.profile.banner()
+    if banner:
+        page.notice = glossary().label("ui", banner, choices.language).format(
+            practice=catalog.profile.practice)
+    return page
+
+
+def _allowed_link(catalog: Catalog, link: str) -> bool:
+    """Whether a drill-down link leads to a page the profile allows: every link a page makes
+    passes here, so no page offers a way to a practice the viewer may not see."""
+    kind, _, query = link.partition(".ipynb?")
+    if kind not in PAGE_KINDS:
+        return False
+    unit = url_fields(query).get("unit", "") or catalog.default_unit(UNIT_LEVEL[kind])
+    return kind in catalog.profile.pages and catalog.allows(kind, unit)
+
+
+def audit_event(event: str, catalog: Catalog, kind: str, unit: str,
+                parameters: dict[str, str], **details: object) -> None:
+    """One line of the audit log for a dashboard event (a view, a filter change, a refusal)."""
+    audit.record(event, profile=catalog.profile.spec(), page=kind, unit=unit,
+                 parameters=parameters, **details)
+
+
+class RefusedView:
+    """What a notebook shows for a page the profile does not allow: the refusal, once."""
+
+    def __init__(self, kind: str, language: str = "da") -> None:
+        self.kind, self.language = kind, language
+
+    def header(self) -> None:
+        from IPython.display import HTML, display
+
+        display(HTML(render.refusal(self.kind, self.language)))
+
+    def controls(self) -> None:
+        """Nothing to filter."""
+
+    def key_figures(self) -> None:
+        """Nothing to show."""
+
+    def section(self, section_id: str) -> None:
+        """Nothing to show."""
 
 
 class PageView:
@@ -99,8 +154,9 @@ class PageView:
                 share = url(self.page.kind, self.choices)
                 label = glossary().label("ui", "share_link", self.choices.language)
                 text += f'<p class="wb-share"><a href="{share}" target="_top">{label}</a></p>'
-            if self.error:
-                text += f'<p class="wb-note wb-error-choice">{html.escape(self.error)}</p>'
+            if self.error:  # what was wrong goes to the audit log; the page never echoes it
+                note = glossary().label("ui", "choice_ignored", self.choices.language)
+                text += f'<p class="wb-note wb-error-choice">{html.escape(note)}</p>'
             return text
         if block == "key_figures":
             return render.key_figures(self.page)
@@ -153,7 +209,8 @@ class PageView:
     def _drug_options(self, group: str) -> list[tuple[str, str]]:
         everything = glossary().label("ui", "all_drugs", self.choices.language)
         return [(everything, ""), *((f"{n} ({c})", c)
-                                    for c, n in self.catalog.drugs_of(group).items())]
+                                    for c, n in self.catalog.drugs_of(
+                                        group, self.choices.language).items())]
 
     def _changed(self, change: dict) -> None:
         values = {name: widget.value for name, widget in self._inputs.items()}
@@ -170,9 +227,12 @@ class PageView:
                 **{k: v for k, v in self.choices.as_query().items()}, **values})
         except ChoiceError as exc:  # a forged widget state: keep the page as it is
             self.error = str(exc)
+            audit_event("refused", self.catalog, self.choices.kind, self.choices.unit,
+                        {k: str(v) for k, v in values.items()}, reason=str(exc))
             self._refresh(["header"])
             return
         self.update(choices)
+        audit_event("filter", self.catalog, choices.kind, choices.unit, choices.as_query())
 
     def update(self, choices: Choices) -> None:
         """Rebuild the page for new (validated) choices and refresh every block in place."""

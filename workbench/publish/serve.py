@@ -1,13 +1,20 @@
 """``workbench serve``: the read-only dashboards, standalone Voilà on the page notebooks.
 
-Standalone ``voila`` (never the Jupyter-server extension, through which an authenticated client
-could execute code) runs as a child process with the committed configuration in
+Standalone Voilà (never the Jupyter-server extension, through which an authenticated client
+could execute code) runs as a child process, through the launcher
+:mod:`workbench.publish.voila.server` (Voilà minus its directory tree, contents API and file
+server; a 403 for a page the profile does not serve) with the committed configuration in
 ``workbench/publish/voila/voila.json``: sources stripped, no tracebacks for viewers, a clean
-``lab`` template, one preheated kernel per page (a page opens in milliseconds instead of the
-seconds a kernel needs to start and import the stack), idle kernels culled (a page load that
-never opens its websocket would otherwise leak a kernel), and cell timeouts. Kernels inherit
-``WORKBENCH_DATA`` (the dataset) and ``WORKBENCH_PUBLISHING=1``, so every figure they show is
-suppressed and analyst mode is refused.
+``lab`` template, one preheated kernel per page (a page opens without waiting for a kernel to
+start and import the stack), cell timeouts, and idle kernels culled after two minutes without a
+connected page (a tab closed without its unload beacon, or a page load that never opened its
+websocket, would otherwise keep a kernel of hundreds of MiB).
+
+The viewing profile (:mod:`workbench.profiles`) is fixed here, when the server starts: only the
+profile's pages are copied into the folder Voilà serves, and every kernel inherits
+``WORKBENCH_PROFILE`` with ``WORKBENCH_DATA`` (the dataset), ``WORKBENCH_PUBLISHING=1`` (every
+figure suppressed, analyst mode refused) and ``WORKBENCH_AUDIT_LOG`` (one line per page view).
+Nothing in a URL or a widget can change them.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from workbench.audit import AUDIT_ENV
 from workbench.disclosure import PUBLISHING_ENV
 from workbench.paths import NOTEBOOKS_DIR, Dataset
+from workbench.profiles import Profile, ProfileError, profile_environment
 
 CONFIG_DIR = Path(__file__).with_name("voila")
 DEFAULT_PORT = 8866
@@ -31,23 +40,57 @@ class ServeError(RuntimeError):
     """The dashboards can't be served (no dataset, no voila); the message says what to do."""
 
 
+def parse_profile(name: str, practice: str | None) -> Profile:
+    """``--profile`` and ``--practice`` as a :class:`Profile` (a :class:`ServeError` if bad);
+    ``--profile practice:ID`` is the form ``workbench render`` takes, and works here too."""
+    try:
+        if ":" in name and not practice:
+            return Profile.parse(name)
+        return Profile(name.strip(), (practice or "").strip())
+    except ProfileError as exc:
+        raise ServeError(str(exc)) from None
+
+
 def voila_command(port: int, notebooks: Path = NOTEBOOKS_DIR) -> list[str]:
     """The command line of the Voilà child process."""
     return [
-        sys.executable, "-m", "voila", str(notebooks),
+        sys.executable, "-m", "workbench.publish.voila.server", str(notebooks),
         f"--port={port}",
         "--no-browser",
         f"--Voila.config_file_paths={CONFIG_DIR}",
     ]
 
 
-def child_environment(dataset: Dataset) -> dict[str, str]:
-    """The child's environment: the dataset and publishing mode, inherited by every kernel."""
+def audit_log(dataset: Dataset) -> Path:
+    """Where page views are audited unless ``--audit-log`` says otherwise."""
+    return dataset.root / "audit.log"
+
+
+def child_environment(dataset: Dataset, profile: Profile | None = None,
+                      audit: Path | None = None) -> dict[str, str]:
+    """The child's environment, inherited by every kernel: dataset, publishing mode, profile
+    (``public`` unless told) and audit log."""
     env = dict(os.environ)
     env["WORKBENCH_DATA"] = str(dataset.root)
     env[PUBLISHING_ENV] = "1"
+    env.update(profile_environment(profile or Profile("public")))
+    env[AUDIT_ENV] = str(audit or audit_log(dataset))
     env.setdefault("MPLBACKEND", "Agg")
     return env
+
+
+def check_profile(dataset: Dataset, profile: Profile) -> Profile:
+    """A practice profile names a practice of the register (a typo would serve nothing)."""
+    if profile.name != "practice":
+        return profile
+    import duckdb
+
+    with duckdb.connect(str(dataset.database), read_only=True) as con:
+        row = con.execute("select cluster_id from practices where practice_id = ?",
+                          [profile.practice]).fetchone()
+    if row is None:
+        raise ServeError(f"practice {profile.practice} is not in {dataset.database}")
+    return profile.bind(str(row[0]))
 
 
 def prepare(dataset: Dataset) -> bool:
@@ -70,34 +113,35 @@ def prepare(dataset: Dataset) -> bool:
         session.con.disconnect()
 
 
-def page_notebooks(target: Path) -> Path:
-    """Copy the five page notebooks (and nothing else: ``explore.ipynb`` is an analyst's
-    notebook, not a page) into ``target``, the only folder Voilà may render from."""
-    from workbench.pages.choices import PAGE_KINDS
-
+def page_notebooks(target: Path, profile: Profile | None = None) -> Path:
+    """Copy the page notebooks the profile serves (and nothing else: ``explore.ipynb`` is an
+    analyst's notebook, not a page) into ``target``, the only folder Voilà may render from."""
     target.mkdir(parents=True, exist_ok=True)
-    for kind in PAGE_KINDS:
+    for kind in (profile or Profile("public")).pages:
         shutil.copy2(NOTEBOOKS_DIR / f"{kind}.ipynb", target / f"{kind}.ipynb")
     return target
 
 
-def start(dataset: Dataset, port: int = DEFAULT_PORT, *, quiet: bool = False) -> subprocess.Popen:
+def start(dataset: Dataset, port: int = DEFAULT_PORT, *, profile: Profile | None = None,
+          audit: Path | None = None, quiet: bool = False) -> subprocess.Popen:
     """Start Voilà as a child process and return it (the caller waits on it or stops it)."""
     output = subprocess.DEVNULL if quiet else None
-    served = page_notebooks(Path(tempfile.mkdtemp(prefix="workbench-pages-")))
-    return subprocess.Popen(voila_command(port, served), env=child_environment(dataset),
+    served = page_notebooks(Path(tempfile.mkdtemp(prefix="workbench-pages-")), profile)
+    return subprocess.Popen(voila_command(port, served),
+                            env=child_environment(dataset, profile, audit),
                             stdout=output, stderr=output, cwd=served)
 
 
 def urls(port: int, host: str = "127.0.0.1") -> list[str]:
     """Where to open the dashboards: the overview of each theme."""
     base = f"http://{host}:{port}/voila/render/overview.ipynb"
-    return [f"{base}?theme=psychotropics", f"{base}?theme=analgesics"]
+    return [f"{base}?topic=psychotropics", f"{base}?topic=analgesics"]
 
 
-def run(dataset: Dataset, port: int = DEFAULT_PORT) -> int:
+def run(dataset: Dataset, port: int = DEFAULT_PORT, *, profile: Profile | None = None,
+        audit: Path | None = None) -> int:
     """Serve until Ctrl-C or SIGTERM; both stop Voilà, which shuts its kernels down."""
-    child = start(dataset, port)
+    child = start(dataset, port, profile=profile, audit=audit)
 
     def stop(signum: int, frame: object) -> None:
         child.terminate()
@@ -110,3 +154,14 @@ def run(dataset: Dataset, port: int = DEFAULT_PORT) -> int:
         return child.wait(timeout=30)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def serve_site(site: Path, port: int) -> subprocess.Popen:
+    """The report site ``workbench render`` wrote, beside the dashboards: static files only
+    (nothing runs; the pages are already published), on 127.0.0.1, and of those only what a
+    site publishes (:mod:`workbench.publish.site_server`: no ``.cache/``, no database, no
+    listing). The caller stops it."""
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("site_server.py")), str(site), str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )

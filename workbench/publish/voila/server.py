@@ -1,0 +1,109 @@
+"""Standalone Voilà for viewers, with nothing a viewer does not need.
+
+``workbench serve`` runs ``python -m workbench.publish.voila.server`` instead of ``voila``: the
+same standalone Voilà (a viewer's ``execute_request`` is not among the kernel messages it lets
+through; sources stripped; configuration in ``voila.json``) with these changes:
+
+* **less surface**: the directory tree (``/``, ``/voila/tree``), Voilà's contents API
+  (``/voila/api/contents``) and its file server (``/voila/files``) are removed; ``/`` is a
+  plain index of the pages the profile serves. Standalone Voilà has no Jupyter contents,
+  sessions, terminals or kernel-listing API to begin with; the tests check all of them.
+* **refusal, not a page**: a page the profile does not serve (the practice pages under
+  ``public``) answers 403 with a short explanation, and the refusal is audited;
+* **kernels end with their page**: Voilà's page never asks for an XSRF cookie, so the beacon a
+  browser sends on leaving a page ("shut my kernel down") was refused with 403 and every closed
+  tab kept its kernel (hundreds of MiB) until culled; the page handler now sets the cookie.
+
+The profile comes from the environment ``workbench serve`` sets (:func:`current_profile`).
+"""
+
+from __future__ import annotations
+
+import html
+
+import tornado.web
+from jupyter_server.utils import url_path_join
+from voila.app import Voila
+from voila.tornado.contentshandler import VoilaContentsHandler
+from voila.tornado.handler import TornadoVoilaHandler
+from voila.tornado.treehandler import TornadoVoilaTreeHandler
+
+from workbench import audit
+from workbench.glossary import glossary
+from workbench.profiles import PAGES, Profile, current_profile
+
+THEMES = ("psychotropics", "analgesics")
+
+
+class PageHandler(TornadoVoilaHandler):
+    """Voilà's page handler, giving the browser the XSRF cookie its unload beacon needs."""
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()
+        self.xsrf_token  # noqa: B018  (reading it sets the _xsrf cookie)
+
+
+class IndexHandler(tornado.web.RequestHandler):
+    """``/``: links to the overview of each theme (instead of a listing of the folder)."""
+
+    def initialize(self, profile: Profile, base: str) -> None:
+        self.profile, self.base = profile, base
+
+    def get(self) -> None:
+        g = glossary()
+        items = "".join(
+            f'<li><a href="{html.escape(self.base)}voila/render/overview.ipynb?topic={theme}">'
+            f'{html.escape(g.label("pages", "overview", "da"))} · '
+            f'{html.escape(g.label("themes", theme, "da"))}</a></li>' for theme in THEMES)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(f"<!doctype html><meta charset='utf-8'><title>workbench</title>"
+                    f"<ul>{items}</ul>")
+
+
+class RefusedHandler(tornado.web.RequestHandler):
+    """A page the profile does not serve: 403 and an audit line, never the page."""
+
+    def initialize(self, profile: Profile) -> None:
+        self.profile = profile
+
+    def get(self, page: str) -> None:
+        asked = {k: v[-1].decode("utf-8", "replace")
+                 for k, v in self.request.query_arguments.items()}
+        asked = {k: v for k, v in asked.items() if k in ("topic", "unit", "period", "group")}
+        audit.record("refused", profile=self.profile.spec(), page=page,
+                     unit=asked.get("unit", ""), parameters=asked, reason="page not served")
+        self.set_status(403)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        text = glossary().label("ui", "refused_page", "da")
+        self.finish(f"<!doctype html><meta charset='utf-8'><title>403</title>"
+                    f"<p>{html.escape(text)}</p>")
+
+
+class WorkbenchVoila(Voila):
+    """Voilà with the handlers above (see the module's docstring)."""
+
+    def init_handlers(self) -> list:
+        profile = current_profile()
+        handlers = []
+        for spec in super().init_handlers():
+            pattern, handler = spec[0], spec[1]
+            if handler in (TornadoVoilaTreeHandler, VoilaContentsHandler):
+                continue
+            if "/voila/files/" in pattern:
+                continue
+            if handler is TornadoVoilaHandler:
+                spec = (pattern, PageHandler, *spec[2:])
+            handlers.append(spec)
+        refused = [p for p in PAGES if p not in profile.pages]
+        first = [(self.server_url, IndexHandler, {"profile": profile, "base": self.server_url})]
+        if refused:
+            first.append((url_path_join(self.server_url,
+                                        rf"/voila/render/({'|'.join(refused)})\.ipynb"),
+                          RefusedHandler, {"profile": profile}))
+        return [*first, *handlers]
+
+
+main = WorkbenchVoila.launch_instance
+
+if __name__ == "__main__":
+    main()
