@@ -13,8 +13,15 @@ DEMO_AREA ?= 1081
 DEMO_YEARS ?= 2020:2025
 SEED ?= 2026
 PORT ?= 8866
+# The report site `make run` renders before serving, for the public (the overview and cluster
+# pages; practice pages need `workbench render --profile analyst` or practice:ID): a documented
+# slice, the first RENDER_LIMIT pages of each theme (the overview and the first clusters: 20
+# pages, 140 s on 2 busy cores, 74 s of it the precompute); `make render RENDER_LIMIT=` renders
+# all (the demo region's 12 clusters: 52 pages, 325 s there). A re-run skips unchanged pages.
+SITE ?= site
+RENDER_LIMIT ?= 10
 
-.PHONY: run serve test lint bench install binder-check clean
+.PHONY: run serve render test lint bench install binder-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +40,14 @@ $(DATA)/workbench.duckdb: $(STAMP) $(GENERATOR_INPUTS)
 
 run: $(DATA)/workbench.duckdb
 	$(BIN)/workbench data info --data $(DATA)
-	$(BIN)/workbench serve --port $(PORT) --data $(DATA)
+	$(MAKE) --no-print-directory render
+	$(BIN)/workbench serve --port $(PORT) --data $(DATA) --site $(SITE)
+
+# The batch (Papermill): theme pages for the dataset's clusters and practices into $(SITE)/.
+# A failed page is reported (see $(SITE)/manifest.json) but doesn't stop the dashboards.
+render: $(DATA)/workbench.duckdb
+	$(BIN)/workbench render --theme all --area nation $(if $(RENDER_LIMIT),--limit $(RENDER_LIMIT)) \
+		--data $(DATA) --out $(SITE) || echo "render: some pages failed, see $(SITE)/manifest.json"
 
 # The read-only dashboards (standalone Voila) on the dataset; prints where to open them.
 serve: $(DATA)/workbench.duckdb
@@ -53,4 +67,4 @@ binder-check:
 	bash binder/check.sh
 
 clean:
-	rm -rf $(VENV) $(DATA)/register $(DATA)/ground_truth $(DATA)/reports $(DATA)/workbench.duckdb
+	rm -rf $(VENV) $(DATA)/register $(DATA)/ground_truth $(DATA)/reports $(DATA)/workbench.duckdb $(SITE)

@@ -7,6 +7,7 @@ the loader and the engine never disagree about file names.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,13 @@ class Dataset:
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    def batch_cache(self, site: Path) -> Path:
+        """Where a batch rendering ``site`` keeps its precomputed, unsuppressed results: beside
+        the register (as secret as it), never inside the site that gets published; one per
+        site, so two batches into two sites never share one."""
+        key = hashlib.sha256(str(Path(site).resolve()).encode()).hexdigest()[:16]
+        return self.root / "batch-cache" / key / "results.duckdb"
 
     def exists(self) -> bool:
         return self.database.exists()

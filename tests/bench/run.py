@@ -24,7 +24,10 @@ from pathlib import Path
 
 import psutil
 from analysis_bench import bench_analysis_standardised
+from batch_bench import bench_batch
+from dashboard_bench import bench_dashboards
 from engine_bench import bench_dashboard_latency, bench_engine_full_table
+from scan_bench import bench_output_scan
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -155,7 +158,10 @@ BENCHMARKS: dict[str, Callable[[Path], dict]] = {
     "generate_nation": bench_generate_nation,
     "engine_full_table": bench_engine_full_table,
     "dashboard_latency": bench_dashboard_latency,
+    "dashboards": bench_dashboards,
     "analysis_standardised": bench_analysis_standardised,
+    "batch": bench_batch,
+    "output_scan": bench_output_scan,
 }
 
 

@@ -23,6 +23,7 @@ import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
 from workbench.definitions import Definitions, load_definitions
+from workbench.engine.cache import ResultCache
 from workbench.engine.marts import build_marts, current_marts, marts_key
 from workbench.engine.measures import compute_measures
 from workbench.engine.peers import deciles, percentile_ranks
@@ -83,6 +84,8 @@ class Workbench:
         self.marts = current_marts(con, self.definitions) if use_marts else None
         if use_marts and self.marts is None and writable and marts_key(con, self.definitions):
             self.marts = build_marts(con, self.definitions)
+        # A batch page kernel reads its slices of answers computed once for all units.
+        self.result_cache = ResultCache.from_environment(self)
 
     def __repr__(self) -> str:
         return f"<Workbench on {self.con.name} backend>"
@@ -136,7 +139,16 @@ class Workbench:
             non_gp=non_gp,
             share_within=share_within,
         )
+        if self.result_cache is not None and (hit := self.result_cache.lookup(query)) is not None:
+            return hit
         return compute_measures(self.registers, self.definitions, query, self.marts)
+
+    def _answer(self, query: Query, compute: Any, what: str, *extra: Any) -> ir.Table:
+        """``compute(query)``, or a batch's stored answer to it (:mod:`.cache`)."""
+        if self.result_cache is not None and (
+                hit := self.result_cache.lookup(query, compute, what, extra)) is not None:
+            return hit
+        return compute(query)
 
     def compare(
         self,
@@ -228,8 +240,9 @@ class Workbench:
         query = Query.build(self.definitions, groups=groups, level=level, units=units,
                             periods=periods)
         assert query.groups is not None
-        return journeys(self.registers, self.definitions, query.groups, query.level,
-                        query.periods, units=query.units, marts=self.marts, data_end=data_end)
+        return self._answer(query, lambda q: journeys(
+            self.registers, self.definitions, q.groups, q.level, q.periods, units=q.units,
+            marts=self.marts, data_end=data_end), "journeys", data_end)
 
     def transitions(
         self,
@@ -251,8 +264,9 @@ class Workbench:
         query = Query.build(self.definitions, groups=groups, level=level, units=units,
                             periods=periods)
         assert query.groups is not None
-        return transitions(self.registers, self.definitions, query.groups, query.level,
-                           query.periods, units=query.units, marts=self.marts)
+        return self._answer(query, lambda q: transitions(
+            self.registers, self.definitions, q.groups, q.level, q.periods, units=q.units,
+            marts=self.marts), "transitions")
 
     def risks(
         self,
@@ -274,8 +288,9 @@ class Workbench:
         query = Query.build(self.definitions, groups=None, level=level, units=units,
                             periods=periods)
         chosen = None if risks is None else [risks] if isinstance(risks, str) else list(risks)
-        return risk_measures(self.registers, self.definitions, chosen, query.level,
-                             query.periods, units=query.units, marts=self.marts)
+        return self._answer(query, lambda q: risk_measures(
+            self.registers, self.definitions, chosen, q.level, q.periods, units=q.units,
+            marts=self.marts), "risks", chosen)
 
 
 def connect(

@@ -185,17 +185,194 @@ def definitions_check() -> None:
 def serve(
     port: Annotated[int, typer.Option(help="Port for the dashboards.")] = 8866,
     data: DataOption = None,
+    site: Annotated[
+        Path, typer.Option(help="Report site of `workbench render`, served on port + 1 if built.")
+    ] = Path("site"),
+    profile: Annotated[
+        str, typer.Option(help="Who may see what: public (no practice identifiable), practice "
+                          "(with --practice: its own pages and its cluster's), analyst (all; "
+                          "inside the secure environment only).")
+    ] = "public",
+    practice: Annotated[
+        str | None, typer.Option(help="The practice (ydernummer) of --profile practice.")
+    ] = None,
+    audit_log: Annotated[
+        Path | None, typer.Option(help="Audit log of page views (default: DATA/audit.log).")
+    ] = None,
 ) -> None:
-    """Serve the five pages of both themes as read-only Voilà dashboards (Ctrl-C stops)."""
-    from workbench.publish.serve import ServeError, prepare, run, urls
+    """Serve the theme pages as read-only Voilà dashboards for one profile (Ctrl-C stops)."""
+    from workbench.publish.serve import (
+        ServeError,
+        check_profile,
+        parse_profile,
+        prepare,
+        run,
+        serve_site,
+        urls,
+    )
 
     dataset = Dataset.at(data)
     try:
         prepare(dataset)
+        viewer = check_profile(dataset, parse_profile(profile, practice))
     except ServeError as exc:
         fail(str(exc))
+    typer.echo(f"profile: {viewer.spec()}" + (" (inside the secure environment only)"
+                                              if viewer.name == "analyst" else ""))
     typer.echo("dashboards (Ctrl-C stops): " + "  ".join(urls(port)))
-    sys.exit(run(dataset, port))
+    static = serve_site(site, port + 1) if (site / "index.html").is_file() else None
+    if static is not None:
+        typer.echo(f"report site: http://127.0.0.1:{port + 1}/index.html ({site})")
+    try:
+        code = run(dataset, port, profile=viewer, audit=audit_log)
+    finally:
+        if static is not None:
+            static.terminate()
+            static.wait(timeout=10)
+    sys.exit(code)
+
+
+def _split(values: list[str] | None) -> tuple[str, ...] | None:
+    """Repeated and/or comma-separated option values, in order, without empties."""
+    if not values:
+        return None
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+@app.command("render")
+def render(
+    theme: Annotated[str, typer.Option(help="psychotropics, analgesics or all.")] = "all",
+    area: Annotated[str, typer.Option(help="nation or a region code (1081-1085).")] = "nation",
+    period: Annotated[
+        str, typer.Option(help="2024, 2024Q1 or R12-2025-06; default: the newest complete year.")
+    ] = "",
+    pages: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these page kinds (overview, cluster_insight, ...); repeatable."),
+    ] = None,
+    units: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these clusters (with their practices) and practices; the "
+                     "overview is always rendered unless --pages leaves it out."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N pages of each theme, in site order.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Pages rendered at once (default: the number of cores).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder of the report site.")] = Path("site"),
+    executor: Annotated[
+        str, typer.Option(help="local (worker processes here) or dask (an existing cluster).")
+    ] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://10.0.0.5:8786.")
+    ] = None,
+    language: Annotated[str, typer.Option(help="da or en.")] = "da",
+    profile: Annotated[
+        str, typer.Option(help="Who the site is for: public (no practice pages), "
+                          "practice:ID (one practice's pages and its cluster's) or analyst "
+                          "(everything; secure environment only).")
+    ] = "public",
+    notebooks: Annotated[
+        Path | None, typer.Option(help="Folder of the page notebooks (default: notebooks/).")
+    ] = None,
+    interventions: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the intervention-area files (parameters/interventions/)."),
+    ] = None,
+    fresh_kernels: Annotated[
+        bool, typer.Option(help="A new kernel for every page instead of one per worker.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Render every page, even unchanged ones.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    data: DataOption = None,
+) -> None:
+    """Render the theme pages for every cluster and practice of an area into a report site.
+
+    Exit status 1 if any page failed (the others are rendered), 2 for a bad option.
+    """
+    import os
+
+    from workbench.pages.choices import PAGE_KINDS
+    from workbench.publish.batch import (
+        BatchError,
+        BatchOptions,
+        Interrupted,
+        PlanError,
+        run_batch,
+    )
+
+    themes = ("psychotropics", "analgesics") if theme == "all" else (theme,)
+    options = BatchOptions(
+        themes=themes, area=area, out=out, data=data, period=period,
+        pages=_split(pages) or PAGE_KINDS, units=_split(units), limit=limit,
+        workers=workers or os.cpu_count() or 1, executor=executor, scheduler=scheduler,
+        language=language, profile=profile, fresh_kernels=fresh_kernels, force=force,
+        progress=progress,
+    )
+    if notebooks is not None:
+        options.notebooks = notebooks
+    if interventions is not None:
+        options.interventions = interventions
+    asked = {"themes": list(themes), "area": area, "period": period, "pages": list(options.pages),
+             "units": list(options.units or []), "language": language, "out": str(out)}
+    try:
+        result = run_batch(options)
+    except (BatchError, PlanError) as exc:
+        _audit_render(data, profile, asked, outcome="refused", error=str(exc))
+        fail(str(exc))
+    except (Interrupted, KeyboardInterrupt):
+        _audit_render(data, profile, asked, outcome="stopped")
+        typer.echo("render: stopped; finished pages are kept, a re-run resumes", err=True)
+        raise typer.Exit(code=143) from None
+    _audit_render(data, profile, asked, outcome="ok" if result.ok else "failed",
+                  rendered=result.rendered, skipped=result.skipped, failed=len(result.failed))
+    typer.echo(result.summary())
+    if not result.ok:
+        raise typer.Exit(code=1)
+
+
+def _audit_render(data: Path | None, profile: str, asked: dict, **outcome: object) -> None:
+    """One audit line per render run (``$WORKBENCH_AUDIT_LOG``, else the dataset's log)."""
+    import os
+
+    from workbench.audit import AUDIT_ENV, record
+
+    log = os.environ.get(AUDIT_ENV) or Dataset.at(data).root / "audit.log"
+    record("render", profile=profile, page="(batch)", unit=str(asked["area"]),
+           parameters=asked, path=Path(log), **outcome)
+
+
+@app.command("scan")
+def scan_output(
+    folder: Annotated[Path, typer.Argument(help="Output folder (a report site, exports).")],
+    profile: Annotated[
+        str, typer.Option(help="The profile it was made for: public, practice:ID or analyst.")
+    ] = "public",
+    data: DataOption = None,
+) -> None:
+    """Read every file of an output folder and report what must not be published: counts of
+    1-4 persons, values built on hidden ones, recoverable cells, person keys, CPR numbers,
+    birth dates, practices the profile may not see. Exit status 1 if anything is found."""
+    from workbench.profiles import Profile, ProfileError
+    from workbench.publish.scan import register_practices, scan
+
+    try:
+        viewer = Profile.parse(profile)
+    except ProfileError as exc:
+        fail(str(exc))
+    if not folder.is_dir():
+        fail(f"{folder} is not a folder")
+    dataset = Dataset.at(data)
+    practices = register_practices(dataset.database) if dataset.exists() else None
+    if practices is None:
+        typer.echo(f"note: no database at {dataset.database}: practices are not checked",
+                   err=True)
+    report = scan(folder, viewer, practices)
+    typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(code=1)
 
 
 @app.command("export")

@@ -1,0 +1,409 @@
+"""Running pages: Papermill in worker processes on this machine, or on a Dask cluster.
+
+A worker renders one page at a time: Papermill executes the page notebook in a Jupyter kernel,
+the worker turns the executed notebook into the page's CSVs and HTML, and writes the page's
+files atomically, its ``page.json`` last. A failing page is recorded with its error (and its
+executed notebook, traceback included, as ``failed.ipynb``); the worker goes on.
+
+Kernels. Starting a kernel and importing the stack (pandas, Ibis, matplotlib) costs seconds, more
+than most pages take to build from the precomputed results. So by default a worker keeps one
+kernel and runs its pages in it one after another, resetting the kernel's namespace (IPython's
+``reset(new_session=True)``) before each page, exactly like Voilà's preheated kernels; the
+kernel is replaced after a failure and every :data:`PAGES_PER_KERNEL` pages. ``fresh_kernels``
+gives every page a kernel of its own (Papermill's default; slower, for the sceptical).
+
+Robustness. A worker dies with the batch (``PR_SET_PDEATHSIG`` on Linux) and takes its kernel
+with it; a kernel whose worker is gone exits by itself (ipykernel watches its parent).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.profiles import Profile, profile_environment
+from workbench.publish.batch import atomic
+from workbench.publish.batch.manifest import KERNEL, PAGE_ENTRY, now, page_folder
+from workbench.publish.batch.plan import PageTask
+from workbench.publish.batch.site import (
+    FAILED_NOTEBOOK_NAME,
+    HTML_NAME,
+    NOTEBOOK_NAME,
+    extract_csvs,
+    page_html,
+)
+
+PAGES_PER_KERNEL = 200  # then a fresh kernel: bounds what a long-lived kernel accumulates
+KERNEL_START_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs to render one page (picklable: it travels to the worker)."""
+
+    task: PageTask
+    notebook: str
+    out: str
+    env: tuple[tuple[str, str], ...]
+    digest: str
+    provenance: dict = field(hash=False)
+    regenerate: str = ""
+    language: str = "da"
+    fresh_kernel: bool = False
+    timeout: int | None = None
+
+
+class UnpublishedOutput(RuntimeError):
+    """The executed notebook holds an output other than the page's published HTML."""
+
+
+# --- kernels ------------------------------------------------------------------------------------
+
+
+class Kernel:
+    """A started kernel that runs pages one after another."""
+
+    def __init__(self, env: dict[str, str], cwd: str) -> None:
+        from jupyter_client.manager import KernelManager
+
+        self.key = (tuple(sorted(env.items())), cwd)
+        # IPC sockets (absolute paths: the kernel runs in the notebooks' folder): no TCP ports
+        # to collide between many kernels, nothing on the network.
+        sockets = Path(tempfile.gettempdir()) / f"wb-kernel-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.sockets = sockets
+        self.km = KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(sockets))
+        self.km.start_kernel(env={**os.environ, **env}, cwd=cwd)
+        self.pages = 0
+
+    def reset(self) -> None:
+        """Forget the previous page's variables (imported modules stay: that's the point)."""
+        if self.pages == 0:
+            return
+        client = self.km.client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
+            reply = client.execute_interactive("get_ipython().reset(new_session=True)",
+                                               store_history=False, timeout=60,
+                                               output_hook=lambda msg: None)
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError("the kernel could not be reset")
+        finally:
+            client.stop_channels()
+
+    def kill(self) -> None:
+        """Stop the kernel now (also from a signal handler: no waiting on messages)."""
+        provisioner = getattr(self.km, "provisioner", None)
+        pgid = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
+        if pgid:
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.km.cleanup_resources()
+        for socket in self.sockets.parent.glob(f"{self.sockets.name}-*"):
+            socket.unlink(missing_ok=True)
+
+
+_kernels: dict[int, Kernel] = {}  # per thread of this process
+_lock = threading.Lock()
+
+
+def _kernel_for(job: Job) -> Kernel:
+    env = dict(job.env)
+    cwd = str(Path(job.notebook).parent)
+    ident = threading.get_ident()
+    kernel = _kernels.get(ident)
+    stale = kernel is not None and (kernel.key != (tuple(sorted(env.items())), cwd)
+                                    or kernel.pages >= PAGES_PER_KERNEL or job.fresh_kernel)
+    if stale:
+        _discard_kernel()
+        kernel = None
+    if kernel is None:
+        kernel = Kernel(env, cwd)
+        with _lock:
+            _kernels[ident] = kernel
+    kernel.reset()
+    return kernel
+
+
+def _discard_kernel() -> None:
+    with _lock:
+        kernel = _kernels.pop(threading.get_ident(), None)
+    if kernel is not None:
+        kernel.kill()
+
+
+def kill_kernels() -> None:
+    """Stop every kernel of this process (at exit, on SIGTERM)."""
+    with _lock:
+        kernels = list(_kernels.values())
+        _kernels.clear()
+    for kernel in kernels:
+        kernel.kill()
+
+
+atexit.register(kill_kernels)
+
+
+# --- one page -----------------------------------------------------------------------------------
+
+
+def check_published_only(nb: object) -> None:
+    """Every output of a page notebook is the HTML of its published page: no printed frames,
+    no return values, no errors. Anything else could hold an unsuppressed intermediate."""
+    for index, cell in enumerate(nb.cells):  # type: ignore[attr-defined]
+        for output in cell.get("outputs", []):
+            kind = output.get("output_type")
+            data = output.get("data", {})
+            if kind != "display_data" or "text/html" not in data or not (
+                set(data) <= {"text/html", "text/plain"}
+            ):
+                raise UnpublishedOutput(
+                    f"cell {index} has a {kind} output ({', '.join(data) or output.get('name')})"
+                    "; a page notebook may only display its published HTML")
+
+
+def render(job: Job, planned: frozenset[str]) -> dict:
+    """Execute one page notebook and write its files; returns its manifest entry."""
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    task = job.task
+    out = Path(job.out)
+    folder = page_folder(out, task)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / PAGE_ENTRY).unlink(missing_ok=True)  # no completion mark while files change
+    entry = {
+        "id": task.id, "theme": task.theme, "page": task.kind, "unit": task.unit,
+        "group": task.group, "parameters": task.parameters, "notebook": job.notebook,
+        "inputs_digest": job.digest, "provenance": job.provenance,
+        "regenerate": job.regenerate, "worker": f"{os.uname().nodename}:{os.getpid()}",
+        "started_at": now(),
+    }
+    started = time.perf_counter()
+    temp = atomic.temp_path(folder / NOTEBOOK_NAME)
+    rel = folder.relative_to(out).as_posix()
+    try:
+        kernel = _kernel_for(job)
+        kernel.pages += 1
+        papermill.execute_notebook(
+            job.notebook, str(temp), parameters=task.parameters, kernel_name=KERNEL,
+            km=kernel.km, progress_bar=False, request_save_on_cell_execute=False,
+            execution_timeout=job.timeout,
+        )
+        nb = nbformat.read(temp, as_version=4)
+        for cell in nb.cells:  # Papermill gives its cell a random id; the page a stable one
+            if "injected-parameters" in cell.metadata.get("tags", []):
+                cell.id = "injected-parameters"
+        nbformat.write(nb, temp)
+        check_published_only(nb)
+        csvs = extract_csvs(nb)
+        page = page_html(nb, task, planned, job.language)
+        for stale in folder.glob("*.csv"):
+            if stale.name not in csvs:
+                stale.unlink()
+        for name, data in csvs.items():
+            atomic.write_bytes(folder / name, data)
+        atomic.write_text(folder / HTML_NAME, page)
+        os.replace(temp, folder / NOTEBOOK_NAME)
+        (folder / FAILED_NOTEBOOK_NAME).unlink(missing_ok=True)
+        entry.update(status="ok", files={
+            "notebook": f"{rel}/{NOTEBOOK_NAME}", "html": f"{rel}/{HTML_NAME}",
+            "csv": [f"{rel}/{name}" for name in sorted(csvs)],
+        })
+        if job.fresh_kernel:
+            _discard_kernel()
+    except Exception as exc:  # a failing page is recorded, the batch goes on
+        _discard_kernel()  # its state is unknown now
+        if isinstance(exc, PapermillExecutionError):
+            error = f"{exc.ename}: {exc.evalue}"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        files: dict = {}
+        for stale in [folder / NOTEBOOK_NAME, folder / HTML_NAME, *folder.glob("*.csv")]:
+            stale.unlink(missing_ok=True)
+        if temp.exists():
+            os.replace(temp, folder / FAILED_NOTEBOOK_NAME)
+            files["failed_notebook"] = f"{rel}/{FAILED_NOTEBOOK_NAME}"
+        entry.update(status="failed", error=error[:2000], files=files)
+    finally:
+        temp.unlink(missing_ok=True)
+    entry["seconds"] = round(time.perf_counter() - started, 3)
+    entry["finished_at"] = now()
+    atomic.write_text(folder / PAGE_ENTRY, json.dumps(entry, indent=1, ensure_ascii=False))
+    return entry
+
+
+def failed_entry(job: Job, error: str) -> dict:
+    """The entry of a page whose worker died before it could write one."""
+    task = job.task
+    return {"id": task.id, "theme": task.theme, "page": task.kind, "unit": task.unit,
+            "group": task.group, "parameters": task.parameters, "notebook": job.notebook,
+            "inputs_digest": job.digest, "provenance": job.provenance,
+            "regenerate": job.regenerate, "status": "failed", "error": error[:2000],
+            "files": {}, "seconds": None, "finished_at": now()}
+
+
+# --- local process pool -------------------------------------------------------------------------
+
+_planned: frozenset[str] = frozenset()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (a SIGKILLed batch)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    kill_kernels()
+    os._exit(128 + signum)
+
+
+def _init_worker(planned: frozenset[str]) -> None:
+    import multiprocessing.util
+
+    global _planned
+    _planned = planned
+    _die_with_parent()
+    # a pool's worker leaves through os._exit: atexit never runs, its finalizers do
+    multiprocessing.util.Finalize(None, kill_kernels, exitpriority=100)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch's to handle
+
+
+def _render_in_worker(job: Job) -> dict:
+    """Render on a helper thread: nbclient installs its own SIGTERM handler (which only tidies
+    up its kernel) when it runs on a process's main thread, and would swallow the batch's
+    SIGTERM; off the main thread it can't, and this thread's handler stops the worker."""
+    result: dict = {}
+
+    def work() -> None:
+        try:
+            result["entry"] = render(job, _planned)
+        except BaseException as exc:  # handed to the pool as the page's failure
+            result["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"render {job.task.id}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["entry"]
+
+
+class Interrupted(BaseException):
+    """The batch was asked to stop (SIGTERM). A BaseException, like KeyboardInterrupt, so no
+    ``except Exception`` on the way (a page's failure handling) can swallow it."""
+
+
+def run_local(jobs: list[Job], planned: frozenset[str], workers: int,
+              done: Callable[[Job, dict], None]) -> None:
+    """Render ``jobs`` on ``workers`` processes of this machine; ``done`` gets each entry."""
+    import multiprocessing
+
+    if not jobs:
+        return
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(planned,))
+    try:
+        futures: dict[Future, Job] = {pool.submit(_render_in_worker, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                entry = future.result()
+            except Exception as exc:  # the worker died (killed, out of memory)
+                entry = failed_entry(job, f"worker died: {type(exc).__name__}: {exc}")
+            done(job, entry)
+    except BaseException:
+        _terminate(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: SIGTERM the workers (they stop their kernels), cancel what hasn't
+    started, and don't wait for pages in flight. (The processes are taken before
+    ``shutdown``, which forgets them; left alone they would finish the whole queue.)"""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+
+
+# --- Dask ---------------------------------------------------------------------------------------
+
+
+def _render_on_dask(job: Job, planned: frozenset[str]) -> dict:
+    return render(job, planned)
+
+
+def run_dask(jobs: list[Job], planned: frozenset[str], scheduler: str,
+             done: Callable[[Job, dict], None]) -> None:
+    """Render ``jobs`` on an existing Dask distributed cluster (``scheduler``: its address).
+
+    The workers must see the same paths as this machine (dataset, notebooks, output folder,
+    result cache): a shared file system, as national batches on a cluster have.
+    """
+    from distributed import Client
+    from distributed import as_completed as dask_completed
+
+    if not jobs:
+        return
+    with Client(scheduler) as client:
+        # in a list: scatter() would send a set's elements one by one
+        (shared,) = client.scatter([planned], broadcast=True)
+        futures = {
+            client.submit(_render_on_dask, job, shared, pure=False,
+                          key=f"workbench-page-{job.digest[:12]}-{i}"): job
+            for i, job in enumerate(jobs)
+        }
+        try:
+            for future in dask_completed(list(futures)):
+                job = futures[future]
+                try:
+                    entry = future.result()
+                except Exception as exc:  # the task itself failed (a worker died)
+                    entry = failed_entry(job, f"worker died: {type(exc).__name__}: {exc}")
+                done(job, entry)
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+
+
+def environment(data: Path, cache: Path | None, profile: Profile) -> tuple[tuple[str, str], ...]:
+    """What every page kernel runs with: the dataset, the result cache, publishing mode and
+    the viewing profile (which nothing inside a page can widen)."""
+    from workbench.disclosure import PUBLISHING_ENV
+    from workbench.engine.cache import RESULT_CACHE_ENV
+
+    env = {"WORKBENCH_DATA": str(data), PUBLISHING_ENV: "1", "MPLBACKEND": "Agg",
+           **profile_environment(profile)}
+    if cache is not None:
+        env[RESULT_CACHE_ENV] = str(cache)
+    return tuple(sorted(env.items()))
+
