@@ -137,6 +137,16 @@ def test_practices_a_profile_may_not_see(tmp_path) -> None:
     assert scan(folder, Profile("analyst"), PRACTICES).ok
 
 
+def test_a_decimal_that_holds_an_id_is_not_the_practice(tmp_path) -> None:
+    # Seen on a generated region: a cluster's DDD 360425.9723 flagged as practice 360425.
+    table = "unit_id,ddd,share\nK025,172409.9722999996,0.172409\nK025,5.172409,1\n"
+    text = "<p>DDD 172409,97 og 0,172409</p><p>Ydernummer 500001.</p>"
+    folder = _folder(tmp_path, {"t.csv": table, "p.html": text})
+    found = [(f.file, f.detail) for f in scan(folder, Profile("public"), PRACTICES).findings]
+    # the decimals (English and Danish) are numbers; the id ending a sentence is the practice
+    assert found == [("p.html", "practice id 500001")]
+
+
 # --- a rendered batch, under each profile ----------------------------------------------------
 
 

@@ -174,7 +174,10 @@ class _Scanner:
                                           if pid not in self.forbidden}}, key=len, reverse=True)
         self.names = re.compile("|".join(re.escape(n) for n in names)) if names else None
         ids = sorted(self.forbidden)
-        self.ids = re.compile(r"(?<!\d)(" + "|".join(ids) + r")(?!\d)") if ids else None
+        # an id is a whole number: not the integer or fractional digits of a decimal (a DDD sum
+        # of 360425.97 is not practice 360425), as in the CPR patterns above
+        self.ids = re.compile(r"(?<!\d)(?<!\d[.,])(" + "|".join(ids) + r")(?!\d)(?![.,]\d)"
+                              ) if ids else None
 
     def add(self, file: str, where: str, kind: str, detail: str) -> None:
         finding = Finding(file, where, kind, detail[:200])
