@@ -327,3 +327,12 @@ def test_what_each_profile_sees(odense, analysis_flags) -> None:
                                                      group="opioids"))
     assert len(every.table) == len(analyst.practices)
     assert set(every.table["role"]) == {"unit", "cluster", "peer"}
+
+
+def test_a_ratio_reads_hidden_undefined_or_with_its_interval() -> None:
+    from types import SimpleNamespace
+
+    ctx = SimpleNamespace(choices=SimpleNamespace(language="da"))
+    assert findings._ratio_text(ctx, 1.04, 0.88, 1.21, 62.2) == "1,04 (0,88–1,21)"
+    assert findings._ratio_text(ctx, np.nan, np.nan, np.nan, 15.0) == "x"  # hidden
+    assert findings._ratio_text(ctx, np.nan, np.nan, np.nan, 0.0) == "–"  # 0/0: no ratio

@@ -166,10 +166,13 @@ def _flag_words(codes: pd.Series) -> pd.Series:
                      index=codes.index, dtype="object")
 
 
-def _ratio_text(ctx: Context, value: object, lower: object, upper: object) -> str:
+def _ratio_text(ctx: Context, value: object, lower: object, upper: object,
+                expected: object = None) -> str:
+    """O/E with its interval; "–" where nothing was expected (0/0 is no ratio), "x" where the
+    ratio is hidden by disclosure control."""
     lang = ctx.choices.language
     if value is None or pd.isna(value):
-        return "x"
+        return "–" if expected is not None and pd.notna(expected) and expected == 0 else "x"
     if lower is None or pd.isna(lower) or upper is None or pd.isna(upper):
         return number(float(value), lang, 2)
     return (f"{number(float(value), lang, 2)} "
@@ -306,9 +309,9 @@ def _areas_view(ctx: Context, published: pd.DataFrame) -> pd.DataFrame:
         ctx.label("measures", "expected_per_1000"):
             published["expected_per_1000"].astype("Float64"),
         ctx.t("oe_with_interval"): [
-            _ratio_text(ctx, v, a, b) for v, a, b in
+            _ratio_text(ctx, v, a, b, e) for v, a, b, e in
             zip(published["ratio"], published["ratio_lower"], published["ratio_upper"],
-                strict=True)],
+                published["expected_per_1000"], strict=True)],
         ctx.t("funnel_column"): [_flag_text(ctx, a, b) for a, b in
                                  zip(published["flag_95"], published["flag_998"], strict=True)],
         ctx.label("measures", "excess"): [number(v if pd.notna(v) else None, lang, 1)
@@ -551,9 +554,10 @@ def _points_view(ctx: Context, points: pd.DataFrame, names: dict[str, str],
             (observed.astype("Float64") / listed * 1000).round(1),
         ctx.label("measures", "expected_per_1000") + unit:
             (points["expected"].astype("Float64") / listed * 1000).round(1),
-        ctx.t("oe_with_interval"): [_ratio_text(ctx, v, a, b) for v, a, b in
+        ctx.t("oe_with_interval"): [_ratio_text(ctx, v, a, b, e) for v, a, b, e in
                                     zip(points["ratio"], points["ratio_lower"],
-                                        points["ratio_upper"], strict=True)],
+                                        points["ratio_upper"], points["expected"],
+                                        strict=True)],
         ctx.t("funnel_column"): [_flag_text(ctx, a, b) for a, b in
                                  zip(points["flag_95"], points["flag_998"], strict=True)],
     })
