@@ -8,6 +8,7 @@ with ``executable_path`` (no `playwright install`: no downloads at test time). S
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -203,3 +204,18 @@ def test_a_forged_url_is_refused_not_executed(server, browser) -> None:
         assert page.locator("script:has-text('alert(1)')").count() == 0
     finally:
         page.close()
+
+
+def test_a_preheated_kernel_waits_for_its_viewer_however_long() -> None:
+    """A preheated kernel runs the page's first cell up to ``get_query_string()`` and waits there
+    for a viewer. Voilà counts that wait against the executor's cell timeout: with the 180 s we
+    had, every page whose first viewer came more than 3 minutes after the server started (or
+    after the previous viewer) never rendered (reproduced on Samsø: a page requested 200 s after
+    start hung; without the timeout it rendered in 11 s). So no cell timeout while preheating;
+    a page's kernel still ends when its viewer leaves (Voilà's unload) or idles (culling)."""
+    from workbench.publish.serve import CONFIG_DIR
+
+    config = json.loads((CONFIG_DIR / "voila.json").read_text())
+    assert config["VoilaConfiguration"]["preheat_kernel"] is True
+    assert config["VoilaExecutor"].get("timeout") is None
+    assert config["MappingKernelManager"]["cull_idle_timeout"] > 0

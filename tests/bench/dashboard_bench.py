@@ -6,7 +6,7 @@ page notebooks and one *empty* notebook (a dropdown that echoes its value: no da
 opens every page in headless Chromium and measures, per page:
 
 * **render**: from the navigation until the page is fully drawn: key figures shown and every
-  section holding its figure (or its note);
+  section holding its figure, its table (a section of risks is a table) or its note;
 * **filter change**: from choosing another period in the page's dropdown until every key figure
   and every figure of the page has been replaced.
 
@@ -74,7 +74,7 @@ display(choice, echo)
 PAGE_READY = """n => {
   const sections = Array.from(document.querySelectorAll('[data-section]'));
   return sections.length === n && document.querySelectorAll('.wb-kf .v').length > 0
-    && sections.every(s => s.querySelector('.wb-figure img, .wb-note'));
+    && sections.every(s => s.querySelector('.wb-figure img, .wb-note, .wb-table'));
 }"""
 EMPTY_READY = "() => document.querySelector('.wb-kf .v') !== null"
 STATE = """() => [Array.from(document.querySelectorAll('.wb-kf .v')).map(e => e.innerText),
@@ -173,6 +173,10 @@ class Server:
                     raise RuntimeError(f"voila did not start:\n{tail}") from None
                 time.sleep(1)
 
+    def log_tail(self, size: int = 4000) -> str:
+        self.log.flush()
+        return (self.folder / "voila.log").read_text(errors="replace")[-size:]
+
     def stop(self) -> None:
         if self.child.poll() is None:
             self.child.send_signal(signal.SIGTERM)  # Voilà shuts its kernels down
@@ -236,8 +240,13 @@ def bench_dashboards(data: Path) -> dict:
                     query = f"topic={theme}&period={periods[0]}"
                     if level in units:
                         query += f"&unit={units[level]}"
-                    sample = visit(browser, f"{server.base}/{kind}.ipynb?{query}", PAGE_READY,
-                                   len(sections), [periods[1], periods[0]])
+                    try:
+                        sample = visit(browser, f"{server.base}/{kind}.ipynb?{query}",
+                                       PAGE_READY, len(sections), [periods[1], periods[0]])
+                    except Exception as exc:  # say why: memory, or what Voilà logged
+                        why = ("less than 2 GiB of memory left: Voilà was stopped"
+                               if server.starved else server.log_tail())
+                        raise RuntimeError(f"{kind} ({query}): {exc}\n{why}") from None
                     samples.append({"page": kind, "theme": theme, "repeat": rep, **sample})
                     print(f"  {kind:22s} {theme:14s} render {sample['render_s']:6.1f} s  "
                           f"filter {', '.join(f'{s:.1f}' for s in sample['change_s'])} s",

@@ -6,7 +6,8 @@ could execute code) runs as a child process, through the launcher
 server; a 403 for a page the profile does not serve) with the committed configuration in
 ``workbench/publish/voila/voila.json``: sources stripped, no tracebacks for viewers, a clean
 ``lab`` template, one preheated kernel per page (a page opens without waiting for a kernel to
-start and import the stack), cell timeouts, and idle kernels culled after two minutes without a
+start and import the stack; no cell timeout, since Voilà would count the preheated kernel's wait
+for its viewer against it), and idle kernels culled after two minutes without a
 connected page (a tab closed without its unload beacon, or a page load that never opened its
 websocket, would otherwise keep a kernel of hundreds of MiB).
 
