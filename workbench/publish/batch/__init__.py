@@ -37,6 +37,8 @@ from workbench.pages.choices import PAGE_KINDS
 from workbench.paths import NOTEBOOKS_DIR, Dataset
 from workbench.profiles import Profile, ProfileError
 from workbench.publish.batch import atomic
+from workbench.publish.batch.caches import record_site
+from workbench.publish.batch.caches import sweep as sweep_caches
 from workbench.publish.batch.executors import Interrupted, Job, environment, run_dask, run_local
 from workbench.publish.batch.manifest import (
     MANIFEST,
@@ -109,6 +111,7 @@ class BatchResult:
     prepare_seconds: float
     precompute: PrecomputeReport | None
     out: Path
+    swept: int = 0  # result caches of deleted sites removed before this batch
 
     @property
     def failed(self) -> list[dict]:
@@ -129,6 +132,8 @@ class BatchResult:
                  + (f", {len(self.pending)} not run" if self.pending else "")]
         if self.precompute is not None:
             lines.append(f"  {self.precompute}")
+        if self.swept:
+            lines.append(f"  removed the result caches of {self.swept} deleted site(s)")
         lines += [f"  note: {note}" for note in self.plan.notes]
         for entry in self.failed:
             lines.append(f"  FAILED {entry['id']}: {entry.get('error', '?')}")
@@ -184,6 +189,8 @@ def run_batch(options: BatchOptions) -> BatchResult:
     # Sites rendered before the cache moved to the dataset folder held it in .cache/: remove it.
     shutil.rmtree(out / ".cache", ignore_errors=True)
     cache_path = dataset.batch_cache(out)
+    record_site(cache_path, out)
+    swept = sweep_caches(dataset, keep=cache_path)
 
     with _stop_on_sigterm():
         session = connect(dataset.database)
@@ -267,7 +274,7 @@ def run_batch(options: BatchOptions) -> BatchResult:
                               index_html(plan, entries, prov, options.language, region_names))
     return BatchResult(plan, entries, rendered=len(todo), skipped=len(plan.tasks) - len(todo),
                        seconds=time.perf_counter() - started, prepare_seconds=prepare_seconds,
-                       precompute=report, out=out)
+                       precompute=report, out=out, swept=len(swept))
 
 
 def _region_names() -> dict[str, str]:
