@@ -62,5 +62,12 @@ class Dataset:
         key = hashlib.sha256(str(Path(site).resolve()).encode()).hexdigest()[:16]
         return self.root / "batch-cache" / key / "results.duckdb"
 
+    @property
+    def serve_cache(self) -> Path:
+        """Where ``workbench serve`` keeps the answers its dashboards share (unsuppressed, so
+        beside the register like a batch's, never in the folder Voilà renders from nor in a
+        site); one per dataset, reused by every later serve of the same data."""
+        return self.root / "serve-cache" / "results.duckdb"
+
     def exists(self) -> bool:
         return self.database.exists()

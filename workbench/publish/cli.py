@@ -199,6 +199,11 @@ def serve(
     audit_log: Annotated[
         Path | None, typer.Option(help="Audit log of page views (default: DATA/audit.log).")
     ] = None,
+    precompute: Annotated[
+        bool, typer.Option(help="Answer the questions the pages share once, in the background "
+                           "(DATA/serve-cache/; reused while the data is unchanged), so "
+                           "national pages open in seconds.")
+    ] = True,
 ) -> None:
     """Serve the theme pages as read-only Voilà dashboards for one profile (Ctrl-C stops)."""
     from workbench.publish.serve import (
@@ -220,11 +225,14 @@ def serve(
     typer.echo(f"profile: {viewer.spec()}" + (" (inside the secure environment only)"
                                               if viewer.name == "analyst" else ""))
     typer.echo("dashboards (Ctrl-C stops): " + "  ".join(urls(port)))
+    if precompute:
+        typer.echo(f"result cache: {dataset.serve_cache} (checked, or built in the background; "
+                   "pages compute themselves until it is ready)")
     static = serve_site(site, port + 1) if (site / "index.html").is_file() else None
     if static is not None:
         typer.echo(f"report site: http://127.0.0.1:{port + 1}/index.html ({site})")
     try:
-        code = run(dataset, port, profile=viewer, audit=audit_log)
+        code = run(dataset, port, profile=viewer, audit=audit_log, precompute=precompute)
     finally:
         if static is not None:
             static.terminate()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.engine import Workbench
-from workbench.engine.cache import ResultCache
+from workbench.engine.cache import ResultCache, cache_key, stored_state
 from workbench.pages import build_page
 from workbench.pages.choices import Catalog
 from workbench.publish.batch import atomic
@@ -48,10 +48,11 @@ class PrecomputeReport:
 
 
 def open_cache(session: Workbench, path: Path) -> tuple[ResultCache, Path]:
-    """Attach a writable copy of the batch's cache (or a new one) to ``session``."""
+    """Attach a writable copy of the batch's cache (or a new one, when there is none or it was
+    built from other data: nothing in it could be kept) to ``session``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = atomic.temp_path(path)
-    if path.is_file():
+    if path.is_file() and stored_state(path)[0] == cache_key(session):
         shutil.copy2(path, temp)
     cache = ResultCache.build(session, temp)
     session.result_cache = cache
@@ -63,6 +64,12 @@ def finish_cache(cache: ResultCache, temp: Path, path: Path) -> None:
     cache.close()
     os.replace(temp, path)
     Path(f"{temp}.wal").unlink(missing_ok=True)
+
+
+def shape_label(task: PageTask, catalog: Catalog) -> str:
+    """A page shape as the cache records it: the viewing profile too, which changes what a
+    page asks (a public cluster page compares clusters, an analyst's lists practices)."""
+    return "/".join((catalog.profile.name, *task.shape))
 
 
 def representatives(tasks: Iterable[PageTask]) -> list[PageTask]:
@@ -80,6 +87,7 @@ def precompute(session: Workbench, catalog: Catalog, cache: ResultCache,
     shapes = representatives(tasks)
     for task in shapes:
         build_page(task.kind, session, catalog, **task.choices())
+        cache.record_shape(shape_label(task, catalog))
     return PrecomputeReport(
         shapes=len(shapes), queries=len(cache.tables), computed=len(cache.computed),
         rows=sum(rows for _, rows, _ in cache.computed),
