@@ -127,31 +127,47 @@ class Kernel:
             socket.unlink(missing_ok=True)
 
 
-_kernels: dict[int, Kernel] = {}  # per thread of this process
+# This process's kernels: idle ones wait for the next page; a busy one belongs to the thread
+# rendering a page with it. Pages come on a new thread each (see _render_in_worker), and a Dask
+# worker may render several at once, so a kernel is lent per page, not tied to a thread.
+_idle: list[Kernel] = []
+_busy: dict[int, Kernel] = {}  # by thread ident, while its page renders
 _lock = threading.Lock()
 
 
 def _kernel_for(job: Job) -> Kernel:
+    """An idle kernel of this process with the job's environment (reset), or a new one."""
     env = dict(job.env)
-    cwd = str(Path(job.notebook).parent)
-    ident = threading.get_ident()
-    kernel = _kernels.get(ident)
-    stale = kernel is not None and (kernel.key != (tuple(sorted(env.items())), cwd)
-                                    or kernel.pages >= PAGES_PER_KERNEL or job.fresh_kernel)
-    if stale:
-        _discard_kernel()
+    key = (tuple(sorted(env.items())), str(Path(job.notebook).parent))
+    with _lock:
+        kernel = next((k for k in _idle if k.key == key), None)
+        others = [k for k in _idle if k.key != key]  # another batch's: not needed again
+        _idle[:] = [k for k in _idle if k.key == key and k is not kernel]
+    for other in others:
+        other.kill()
+    if kernel is not None and (kernel.pages >= PAGES_PER_KERNEL or job.fresh_kernel):
+        kernel.kill()
         kernel = None
     if kernel is None:
-        kernel = Kernel(env, cwd)
-        with _lock:
-            _kernels[ident] = kernel
+        kernel = Kernel(env, key[1])
+    with _lock:
+        _busy[threading.get_ident()] = kernel
     kernel.reset()
     return kernel
 
 
-def _discard_kernel() -> None:
+def _release_kernel() -> None:
+    """The page went well: its kernel waits for the next page."""
     with _lock:
-        kernel = _kernels.pop(threading.get_ident(), None)
+        kernel = _busy.pop(threading.get_ident(), None)
+        if kernel is not None:
+            _idle.append(kernel)
+
+
+def _discard_kernel() -> None:
+    """The page failed (its kernel's state is unknown) or wanted a kernel of its own."""
+    with _lock:
+        kernel = _busy.pop(threading.get_ident(), None)
     if kernel is not None:
         kernel.kill()
 
@@ -159,8 +175,9 @@ def _discard_kernel() -> None:
 def kill_kernels() -> None:
     """Stop every kernel of this process (at exit, on SIGTERM)."""
     with _lock:
-        kernels = list(_kernels.values())
-        _kernels.clear()
+        kernels = [*_idle, *_busy.values()]
+        _idle.clear()
+        _busy.clear()
     for kernel in kernels:
         kernel.kill()
 
@@ -237,6 +254,8 @@ def render(job: Job, planned: frozenset[str]) -> dict:
         })
         if job.fresh_kernel:
             _discard_kernel()
+        else:
+            _release_kernel()
     except Exception as exc:  # a failing page is recorded, the batch goes on
         _discard_kernel()  # its state is unknown now
         if isinstance(exc, PapermillExecutionError):

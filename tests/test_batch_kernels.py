@@ -1,0 +1,103 @@
+"""A batch worker lends its kernel from page to page: each page runs on a new thread (and a Dask
+worker may run several at once), so a kernel must not be tied to a thread's identity, or a page
+on a thread with a new ident would start (and leak) a kernel of its own."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from workbench.publish.batch import executors
+from workbench.publish.batch.plan import PageTask
+
+
+class FakeKernel:
+    """Stands in for a Jupyter kernel: records starts, resets and kills."""
+
+    started: list[FakeKernel] = []
+
+    def __init__(self, env: dict[str, str], cwd: str) -> None:
+        self.key = (tuple(sorted(env.items())), cwd)
+        self.pages = 0
+        self.resets = 0
+        self.killed = False
+        FakeKernel.started.append(self)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+@pytest.fixture
+def fake_kernels(monkeypatch: pytest.MonkeyPatch) -> list[FakeKernel]:
+    FakeKernel.started = []
+    monkeypatch.setattr(executors, "Kernel", FakeKernel)
+    monkeypatch.setattr(executors, "_idle", [])
+    monkeypatch.setattr(executors, "_busy", {})
+    return FakeKernel.started
+
+
+def job(env: str = "a", fresh: bool = False) -> executors.Job:
+    task = PageTask("analgesics", "practice_insight", "172409", "opioids", {})
+    return executors.Job(task=task, notebook="/pages/practice_insight.ipynb", out="/site",
+                         env=(("WORKBENCH_DATA", env),), digest="d", provenance={},
+                         fresh_kernel=fresh)
+
+
+def on_new_thread(fn, *args):  # noqa: ANN001, ANN201  (as _render_in_worker runs a page)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("r", fn(*args)))
+    thread.start()
+    thread.join()
+    return result.get("r")
+
+
+def page(j: executors.Job, fails: bool = False) -> FakeKernel:
+    """What render() does with the kernel: take it, use it, then release or discard it."""
+    kernel = executors._kernel_for(j)
+    kernel.pages += 1
+    if fails or j.fresh_kernel:
+        executors._discard_kernel()
+    else:
+        executors._release_kernel()
+    return kernel
+
+
+def test_pages_on_new_threads_share_one_kernel(fake_kernels: list[FakeKernel]) -> None:
+    kernels = [on_new_thread(page, job()) for _ in range(5)]
+    assert len(fake_kernels) == 1 and all(k is fake_kernels[0] for k in kernels)
+    assert fake_kernels[0].pages == 5 and fake_kernels[0].resets == 5
+    assert executors._idle == [fake_kernels[0]] and executors._busy == {}
+
+
+def test_pages_at_once_get_a_kernel_each(fake_kernels: list[FakeKernel]) -> None:
+    first = executors._kernel_for(job())  # this thread's page is still rendering...
+    second = on_new_thread(page, job())  # ...so another thread's page can't have its kernel
+    assert first is not second and len(fake_kernels) == 2
+
+
+def test_a_failed_page_loses_its_kernel_and_the_next_starts_one(
+        fake_kernels: list[FakeKernel]) -> None:
+    failed = on_new_thread(page, job(), True)
+    after = on_new_thread(page, job())
+    assert failed.killed and after is not failed and not after.killed
+    assert executors._idle == [after]
+
+
+def test_fresh_kernels_and_other_batches_do_not_reuse(fake_kernels: list[FakeKernel]) -> None:
+    kept = on_new_thread(page, job())
+    fresh = on_new_thread(page, job(fresh=True))
+    assert fresh is not kept and fresh.killed and kept.killed  # a fresh page kills the idle one
+    first = on_new_thread(page, job("a"))
+    other = on_new_thread(page, job("b"))  # another batch's environment
+    assert other is not first and first.killed and executors._idle == [other]
+
+
+def test_a_worn_kernel_is_replaced(fake_kernels: list[FakeKernel],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executors, "PAGES_PER_KERNEL", 2)
+    kernels = [on_new_thread(page, job()) for _ in range(3)]
+    assert kernels[0] is kernels[1] is not kernels[2] and kernels[0].killed
