@@ -55,6 +55,18 @@ def pages_dataset(municipality_dataset: Dataset, tmp_path_factory: pytest.TempPa
     return dataset
 
 
+@pytest.fixture(scope="module")
+def writable_pages_dataset(pages_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
+                           ) -> Dataset:
+    """A test module's private copy of :func:`pages_dataset`: a batch or a serve opens its
+    dataset writable (to bring the marts up to date) and writes its caches beside it."""
+    import shutil
+
+    copy = Dataset.at(tmp_path_factory.mktemp("writable-data"))
+    shutil.copy2(pages_dataset.database, copy.database)
+    return copy
+
+
 # Several clusters: Odense (municipality 461) is the smallest generated area whose practices
 # fall in more than one cluster: 67 practices in 4 clusters, ~280,000 persons. With marts it
 # builds in ~25 s; the cluster and practice pages run on it for units other than the first.

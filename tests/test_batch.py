@@ -38,11 +38,8 @@ EXPECTED_PAGES = 17
 
 
 @pytest.fixture(scope="module")
-def dataset(pages_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    """A private copy: a batch opens its dataset writable to bring the marts up to date."""
-    copy = Dataset.at(tmp_path_factory.mktemp("batch-data"))
-    shutil.copy2(pages_dataset.database, copy.database)
-    return copy
+def dataset(writable_pages_dataset: Dataset) -> Dataset:
+    return writable_pages_dataset
 
 
 @pytest.fixture(scope="module")

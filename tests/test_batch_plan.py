@@ -4,7 +4,6 @@ municipality (Samsø: one cluster K025 with practices 172409 and 236372, region 
 from __future__ import annotations
 
 import base64
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -84,11 +83,8 @@ def test_a_region_without_a_file_takes_the_defaults(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def dataset(pages_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    """A private copy: a batch opens its dataset writable to bring the marts up to date."""
-    copy = Dataset.at(tmp_path_factory.mktemp("batch-plan"))
-    shutil.copy2(pages_dataset.database, copy.database)
-    return copy
+def dataset(writable_pages_dataset: Dataset) -> Dataset:
+    return writable_pages_dataset
 
 
 @pytest.fixture(scope="module")

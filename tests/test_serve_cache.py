@@ -60,10 +60,8 @@ def shapes(profile: str, kinds: tuple[str, ...]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def dataset(pages_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    copy = Dataset.at(tmp_path_factory.mktemp("serve-cache"))
-    shutil.copy2(pages_dataset.database, copy.database)
-    return copy
+def dataset(writable_pages_dataset: Dataset) -> Dataset:
+    return writable_pages_dataset
 
 
 @pytest.fixture(scope="module")
