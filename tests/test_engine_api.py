@@ -37,6 +37,25 @@ def test_connect_opens_a_database_file_read_only(tmp_path: Path) -> None:
         session.con.raw_sql("CREATE TABLE scratch (x INTEGER)")
 
 
+def test_connect_freezes_the_start_up_heap_once(tmp_path: Path, monkeypatch) -> None:
+    """The first connect of a process freezes what is alive (a question's garbage collections
+    then skip the libraries' objects); later connects leave the collector alone, so objects of
+    earlier sessions stay collectable."""
+    import gc
+
+    path = tmp_path / "workbench.duckdb"
+    small_world().backend(path).disconnect()
+    gc.unfreeze()
+    monkeypatch.setattr("workbench.engine.api._heap_frozen", False)
+    connect(path).con.disconnect()
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000
+    garbage = [object() for _ in range(100)]
+    connect(path).con.disconnect()
+    assert gc.get_freeze_count() == frozen
+    del garbage
+
+
 def _setting(session: Workbench, name: str) -> str:
     return session.con.raw_sql(f"SELECT current_setting('{name}')").fetchone()[0]
 

@@ -11,6 +11,7 @@ a plot asks for rows, so an analyst can keep filtering, joining and grouping it 
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 import uuid
@@ -60,6 +61,26 @@ def duckdb_config(
             Path(tempfile.gettempdir()) / f"workbench-duckdb-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         )
     return {"memory_limit": str(limit), "temp_directory": str(temp)}
+
+
+_heap_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Move every object alive at the first connect out of the cyclic collector, once per process.
+
+    By then the process holds Ibis, sqlglot, DuckDB, pandas and pyarrow: some 300,000 long-lived
+    objects. A question builds and compiles an expression of thousands of nodes, which triggers
+    full collections that walk all of them: measured on the national dashboard questions, Ibis'
+    compile took 150-210 ms instead of 40-110 ms in a fifth of them. Frozen objects are still
+    freed by reference counting; only cycles among them are never collected, and at start-up
+    those are modules and classes that live as long as the process anyway.
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        gc.collect()
+        gc.freeze()
+        _heap_frozen = True
 
 
 class Workbench:
@@ -321,6 +342,7 @@ def connect(
     Traceback (most recent call last):
     ValueError: the database has no table(s) [...]
     """
+    _freeze_startup_heap()
     options = {"writable": not read_only, "use_marts": use_marts}
     if isinstance(database, BaseBackend):
         if database.name == "duckdb" and (memory_limit or temp_directory):
