@@ -109,7 +109,7 @@ def marts_dataset(data: Path) -> tuple[Dataset, dict[str, Any]]:
     if not source.exists():
         raise FileNotFoundError(f"{source.database}: generate the national register first")
     probe = connect(source.database)
-    current = probe.marts is not None
+    current = probe.marts is not None and probe.marts.cube is not None
     probe.con.disconnect()
     if current:
         return source, {"database": str(source.database), "marts_build_seconds": None}
@@ -119,7 +119,7 @@ def marts_dataset(data: Path) -> tuple[Dataset, dict[str, Any]]:
         copy.root.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source.database, copy.database)
     probe = connect(copy.database)
-    current = probe.marts is not None
+    current = probe.marts is not None and probe.marts.cube is not None
     probe.con.disconnect()
     info["marts_build_seconds"] = None
     if not current:

@@ -25,7 +25,7 @@ from ibis.backends import BaseBackend
 
 from workbench.definitions import Definitions, load_definitions
 from workbench.engine.cache import ResultCache
-from workbench.engine.marts import build_marts, current_marts, marts_key
+from workbench.engine.marts import build_cube_if_stale, build_marts, current_marts, marts_key
 from workbench.engine.measures import compute_measures
 from workbench.engine.peers import deciles, percentile_ranks
 from workbench.engine.query import Query
@@ -105,6 +105,8 @@ class Workbench:
         self.marts = current_marts(con, self.definitions) if use_marts else None
         if use_marts and self.marts is None and writable and marts_key(con, self.definitions):
             self.marts = build_marts(con, self.definitions)
+        elif self.marts is not None and writable:
+            self.marts = build_cube_if_stale(con, self.definitions, self.marts)
         # A batch page kernel reads its slices of answers computed once for all units.
         self.result_cache = ResultCache.from_environment(self)
 

@@ -17,12 +17,13 @@ The rules that shape the code:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ibis
 import ibis.expr.types as ir
 
 from workbench.definitions import Definitions
+from workbench.engine.cube import CUBE_LEVELS, cube_answers, cube_numerator
 from workbench.engine.facts import ALL_DRUGS, GP, redemption_facts, select_groups
 from workbench.engine.listed import listed_persons
 from workbench.engine.marts import Marts
@@ -233,6 +234,23 @@ def _cell_rows(
     return rows
 
 
+def _numerator(
+    reg: Registers,
+    definitions: Definitions,
+    query: Query,
+    periods: ir.Table,
+    marts: Marts | None,
+) -> Numerator:
+    """Patients and DDD per cell of a grain: summed from the dashboard cube when it holds the
+    question (nation, region and cluster, recent periods), else counted from the cell rows."""
+    if marts is not None and marts.cube is not None:
+        cube = marts.cube
+        if cube_answers(query, marts.cube_labels, definitions):
+            return lambda grain: cube_numerator(cube, query, grain)
+    rows = _cell_rows(reg, definitions, query, periods, marts)
+    return lambda grain: _patients_and_ddd(rows, grain)
+
+
 def _patients_and_ddd(rows: ir.Table, grain: Sequence[str]) -> ir.Table:
     """Net DDD per person at ``grain``, then patients (net > 0) and DDD per cell."""
     per_person = rows.group_by(["person_id", *grain]).aggregate(net=rows.ddd.sum())
@@ -276,11 +294,16 @@ def _frame(reg: Registers, query: Query, periods: ir.Table, listed: ir.Table) ->
     return frame
 
 
-def _add_share(table: ir.Table, rows: ir.Table, query: Query, grain: Sequence[str]) -> ir.Table:
+Numerator = Callable[[Sequence[str]], ir.Table]
+
+
+def _add_share(
+    table: ir.Table, numerator: Numerator, query: Query, grain: Sequence[str]
+) -> ir.Table:
     """share = patients of the cell / patients of the group (in the same unit, period, filters,
     and the ``share_within`` breakdowns), each counted at its own grain."""
     coarse = [k for k in grain if k not in query.by or k in query.share_within]
-    totals = _patients_and_ddd(rows, coarse).select(*coarse, group_patients="patients")
+    totals = numerator(coarse).select(*coarse, group_patients="patients")
     joined = table.left_join(totals, coarse).drop(*(f"{k}_right" for k in coarse))
     share = ibis.ifelse(
         joined.group_patients > 0, joined.patients / joined.group_patients, ibis.null("float64")
@@ -338,26 +361,37 @@ def _listed_by_age(
     reg: Registers, definitions: Definitions, query: Query, periods: ir.Table, marts: Marts
 ) -> ir.Table:
     """Listed persons by person cell with an age asked, from ``engine_listed_age``: each period
-    is one stored row set (age on its first day), so nothing is re-aggregated across months."""
+    is one stored row set (age on its first day), so nothing is re-aggregated across months.
+    A nation, region or cluster question by age group reads the cube's copy summed to units and
+    bands."""
     assert marts.listed_age is not None
     units = None if query.units is None else list(query.units)
     person_dims = query.dims(PERSON_DIMS)
     keys = [period_key(p) for p in query.periods]
     wanted = age_periods(tuple(query.periods))
-    stored = marts.listed_age
+    asked = {*person_dims, *query.filters_of(PERSON_DIMS)}
+    by_band = marts.cube_listed is not None and query.level in CUBE_LEVELS and "age" not in asked
+    stored = marts.cube_listed if by_band else marts.listed_age
+    assert stored is not None
     # Literal bounds let the database skip row groups (the mart is sorted by length, month).
     stored = stored.filter(
         stored.months.isin(sorted({k[1] for k in keys}))
         & (stored.period_month >= min(k[0] for k in keys))
         & (stored.period_month <= max(k[0] for k in keys))
     )
-    practice_ids = _practices_asked(marts, query)
-    if practice_ids is not None:
-        # Literal ids let the database skip to the practices' rows within each period.
-        stored = stored.filter(stored.practice_id.isin(practice_ids))
-    days = stored.join(wanted, ["period_month", "months"])
-    days = days.join(unit_map(reg.practices, query.level, units), "practice_id")
-    days = with_age_group(days, definitions)
+    if by_band:
+        # Already summed to the level's units and the age bands (see the dashboard cube).
+        days = stored.filter(stored.level == query.level).join(wanted, ["period_month", "months"])
+        if units is not None:
+            days = days.filter(days.unit_id.isin(units))
+    else:
+        practice_ids = _practices_asked(marts, query)
+        if practice_ids is not None:
+            # Literal ids let the database skip to the practices' rows within each period.
+            stored = stored.filter(stored.practice_id.isin(practice_ids))
+        days = stored.join(wanted, ["period_month", "months"])
+        days = days.join(unit_map(reg.practices, query.level, units), "practice_id")
+        days = with_age_group(days, definitions)
     days = apply_filters(days, query.filters_of(PERSON_DIMS))
     days = days.join(periods.select("period", "period_days"), "period")
     summed = days.group_by(["unit_id", "period", "period_days", *person_dims]).aggregate(
@@ -385,11 +419,11 @@ def compute_measures(
     person_dims = query.dims(PERSON_DIMS)
     extra = ["prescriber"] if query.non_gp else []
     grain = ["unit_id", "period", "group", *extra, *query.by]
-    rows = _cell_rows(reg, definitions, query, periods, marts)
+    numerator = _numerator(reg, definitions, query, periods, marts)
     listed = _listed(reg, definitions, query, periods, marts)
     frame = _frame(reg, query, periods, listed)
     table = _outer_join(
-        frame, _patients_and_ddd(rows, grain), ["unit_id", "period", "group", *extra, *person_dims]
+        frame, numerator(grain), ["unit_id", "period", "group", *extra, *person_dims]
     )
     listed_keys = ["unit_id", "period", *person_dims]
     table = table.left_join(listed, listed_keys).drop(*(f"{k}_right" for k in listed_keys))
@@ -400,7 +434,7 @@ def compute_measures(
         listed=table.listed.fill_null(0.0),
     )
     if "share" in query.measures:
-        table = _add_share(table, rows, query, grain)
+        table = _add_share(table, numerator, query, grain)
     table = table.mutate(
         patients_per_1000=_ratio(table.patients, table.listed),
         ddd_per_1000=_ratio(table.ddd, table.listed),
