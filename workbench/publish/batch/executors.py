@@ -156,8 +156,45 @@ _busy: dict[int, Kernel] = {}  # by thread ident, while its page renders
 _lock = threading.Lock()
 
 
+# What a worker's kernel runs before its first page: the imports every page makes, and a figure
+# drawn in the house style (fonts found and loaded). Nothing that reads the data: the result
+# cache may still be being written.
+WARM_UP = """\
+import io
+import workbench.pages
+from workbench.pages import charts, render
+render.png(charts.grouped_bars(
+    __import__("pandas").DataFrame({"c": ["a"], "s": ["b"], "v": [1.0]}), category="c",
+    value="v", series="s", colours={}, title="t", ylabel="y"))
+get_ipython().reset(new_session=True)
+import gc; gc.freeze(); del gc
+"""
+_warming: threading.Thread | None = None  # this worker's first kernel, while it starts
+
+
+def _warm_kernel(env: dict[str, str], cwd: str) -> None:
+    """Start a kernel and import the stack in it, so the worker's first page finds it ready."""
+    try:
+        kernel = Kernel(env, cwd)
+    except Exception:  # the first page starts one itself (and reports what goes wrong)
+        return
+    try:
+        reply = kernel.client.execute_interactive(  # type: ignore[attr-defined]
+            WARM_UP, store_history=False, timeout=KERNEL_START_TIMEOUT,
+            output_hook=lambda msg: None)
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError("the kernel's warm-up failed")
+    except Exception:
+        kernel.kill()
+        return
+    with _lock:
+        _idle.append(kernel)
+
+
 def _kernel_for(job: Job) -> Kernel:
     """An idle kernel of this process with the job's environment (reset), or a new one."""
+    if _warming is not None:
+        _warming.join()
     env = dict(job.env)
     key = (tuple(sorted(env.items())), str(Path(job.notebook).parent))
     with _lock:
@@ -358,11 +395,15 @@ def _on_sigterm(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
-def _init_worker(planned: frozenset[str]) -> None:
+def _init_worker(planned: frozenset[str], warm: tuple[dict[str, str], str] | None) -> None:
     import multiprocessing.util
 
-    global _planned
+    global _planned, _warming
     _planned = planned
+    if warm is not None:
+        _warming = threading.Thread(target=_warm_kernel, args=warm, name="warm kernel",
+                                    daemon=True)
+        _warming.start()
     _die_with_parent()
     # a pool's worker leaves through os._exit: atexit never runs, its finalizers do
     multiprocessing.util.Finalize(None, kill_kernels, exitpriority=100)
@@ -395,16 +436,40 @@ class Interrupted(BaseException):
     ``except Exception`` on the way (a page's failure handling) can swallow it."""
 
 
-def run_local(jobs: list[Job], planned: frozenset[str], workers: int,
-              done: Callable[[Job, dict], None]) -> None:
-    """Render ``jobs`` on ``workers`` processes of this machine; ``done`` gets each entry."""
+def _started() -> None:
+    """A task that does nothing: submitting it makes the pool start a worker."""
+
+
+def start_local(workers: int, planned: frozenset[str],
+                warm: tuple[tuple[tuple[str, str], ...], str] | None) -> ProcessPoolExecutor:
+    """Start ``workers`` worker processes now, each starting its kernel in the background.
+
+    A kernel takes seconds to start and import the stack. The batch starts its workers before
+    the precompute, so the kernels get ready while the precompute runs instead of in each
+    worker's first page. ``warm``: the pages' kernel environment and folder (``None``: no
+    kernel ahead, as with fresh kernels per page)."""
     import multiprocessing
 
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(planned, None if warm is None else (dict(warm[0]), warm[1])))
+    for _ in range(max(1, workers)):  # a pool starts a process per task while none is idle
+        pool.submit(_started)
+    return pool
+
+
+def run_local(jobs: list[Job], planned: frozenset[str], workers: int,
+              done: Callable[[Job, dict], None],
+              pool: ProcessPoolExecutor | None = None) -> None:
+    """Render ``jobs`` on ``workers`` processes of this machine (those of ``pool``, from
+    :func:`start_local`, if given); ``done`` gets each entry."""
     if not jobs:
+        if pool is not None:
+            terminate_local(pool)
         return
-    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
-                               mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(planned,))
+    if pool is None:
+        pool = start_local(min(workers, len(jobs)), planned, None)
     try:
         futures: dict[Future, Job] = {pool.submit(_render_in_worker, job): job for job in jobs}
         for future in as_completed(futures):
@@ -415,12 +480,12 @@ def run_local(jobs: list[Job], planned: frozenset[str], workers: int,
                 entry = failed_entry(job, f"worker died: {type(exc).__name__}: {exc}")
             done(job, entry)
     except BaseException:
-        _terminate(pool)
+        terminate_local(pool)
         raise
     pool.shutdown(wait=True)
 
 
-def _terminate(pool: ProcessPoolExecutor) -> None:
+def terminate_local(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now: SIGTERM the workers (they stop their kernels), cancel what hasn't
     started, and don't wait for pages in flight. (The processes are taken before
     ``shutdown``, which forgets them; left alone they would finish the whole queue.)"""
