@@ -10,7 +10,10 @@ than most pages take to build from the precomputed results. So by default a work
 kernel and runs its pages in it one after another, resetting the kernel's namespace (IPython's
 ``reset(new_session=True)``) before each page, exactly like Voilà's preheated kernels; the
 kernel is replaced after a failure and every :data:`PAGES_PER_KERNEL` pages. ``fresh_kernels``
-gives every page a kernel of its own (Papermill's default; slower, for the sceptical).
+gives every page a kernel of its own (Papermill's default; slower, for the sceptical). A
+worker also keeps its kernel's client (a new one waits 0.2 s to be sure the kernel is ready)
+and lends it to Papermill; and the batch starts its workers before the precompute, each
+starting its kernel and importing the stack while the precompute runs (:func:`start_local`).
 
 Robustness. A worker dies with the batch (``PR_SET_PDEATHSIG`` on Linux) and takes its kernel
 with it; a kernel whose worker is gone exits by itself (ipykernel watches its parent).
