@@ -12,6 +12,19 @@ from workbench.publish.batch import executors
 from workbench.publish.batch.plan import PageTask
 
 
+class FakeClient:
+    """A kernel's client: records what it is asked to run; ``status`` is the kernel's answer."""
+
+    status = "ok"
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def execute_interactive(self, code: str, **kwargs: object) -> dict:
+        self.ran.append(code)
+        return {"content": {"status": FakeClient.status}}
+
+
 class FakeKernel:
     """Stands in for a Jupyter kernel: records starts, resets and kills."""
 
@@ -23,6 +36,8 @@ class FakeKernel:
         self.resets = 0
         self.killed = False
         FakeKernel.started.append(self)
+
+        self.client = FakeClient()
 
     def reset(self) -> None:
         self.resets += 1
@@ -37,6 +52,8 @@ def fake_kernels(monkeypatch: pytest.MonkeyPatch) -> list[FakeKernel]:
     monkeypatch.setattr(executors, "Kernel", FakeKernel)
     monkeypatch.setattr(executors, "_idle", [])
     monkeypatch.setattr(executors, "_busy", {})
+    monkeypatch.setattr(executors, "_warming", None)
+    monkeypatch.setattr(FakeClient, "status", "ok")
     return FakeKernel.started
 
 
@@ -101,3 +118,30 @@ def test_a_worn_kernel_is_replaced(fake_kernels: list[FakeKernel],
     monkeypatch.setattr(executors, "PAGES_PER_KERNEL", 2)
     kernels = [on_new_thread(page, job()) for _ in range(3)]
     assert kernels[0] is kernels[1] is not kernels[2] and kernels[0].killed
+
+
+def warm_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a worker does when it starts (_init_worker): a kernel for the batch's pages starts
+    on a thread of its own while the worker waits for its first page."""
+    thread = threading.Thread(target=executors._warm_kernel,
+                              args=({"WORKBENCH_DATA": "a"}, "/pages"))
+    monkeypatch.setattr(executors, "_warming", thread)
+    thread.start()
+
+
+def test_the_first_page_gets_the_kernel_started_ahead(fake_kernels: list[FakeKernel],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    warm_ahead(monkeypatch)
+    first = on_new_thread(page, job())  # waits for the warm-up if it hasn't finished
+    assert len(fake_kernels) == 1 and first is fake_kernels[0] and not first.killed
+    (code,) = first.client.ran
+    assert "import workbench.pages" in code and "reset(new_session=True)" in code
+    assert on_new_thread(page, job()) is first
+
+
+def test_a_failed_warm_up_leaves_the_first_page_its_own_kernel(
+        fake_kernels: list[FakeKernel], monkeypatch: pytest.MonkeyPatch) -> None:
+    FakeClient.status = "error"
+    warm_ahead(monkeypatch)
+    first = on_new_thread(page, job())
+    assert len(fake_kernels) == 2 and fake_kernels[0].killed and first is fake_kernels[1]

@@ -129,6 +129,10 @@ class ResultCache:
         self.misses = 0
         self.computed: list[tuple[str, int, float]] = []  # (key, rows, seconds) built here
         self.single_thread = True  # whether opening it set ``threads = 1`` (close resets it)
+        # Stored tables as Ibis tables, by name: making one asks DuckDB for its schema (a
+        # millisecond), and a page asks a dozen questions; a stored table doesn't change
+        # unless _store replaces it.
+        self._opened: dict[str, ir.Table] = {}
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
@@ -201,6 +205,7 @@ class ResultCache:
         if self.writable:
             self.session.con.raw_sql(f"CHECKPOINT {ALIAS}")
         self.session.con.raw_sql(f"DETACH {ALIAS}")
+        self._opened.clear()
         if self.single_thread:
             self.session.con.raw_sql("RESET threads")
         if self.session.result_cache is self:
@@ -227,7 +232,9 @@ class ResultCache:
                 return None
             name = self._store(query, key, compute)
         self.hits += 1
-        table = self.session.con.table(name, database=(ALIAS, "main"))
+        table = self._opened.get(name)
+        if table is None:
+            table = self._opened[name] = self.session.con.table(name, database=(ALIAS, "main"))
         if query.units is not None:
             table = table.filter(table.unit_id.isin(list(query.units)))
         return table
@@ -246,6 +253,7 @@ class ResultCache:
             table = compute(everyone)
         keys = [c for c, t in table.schema().items() if not t.is_floating()]
         name = f"r_{key}"
+        self._opened.pop(name, None)
         session.con.create_table(name, table.order_by(keys), database=(ALIAS, "main"),
                                  overwrite=True)
         rows = int(session.con.table(name, database=(ALIAS, "main")).count().execute())

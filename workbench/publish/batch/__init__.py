@@ -39,7 +39,15 @@ from workbench.profiles import Profile, ProfileError
 from workbench.publish.batch import atomic
 from workbench.publish.batch.caches import record_site
 from workbench.publish.batch.caches import sweep as sweep_caches
-from workbench.publish.batch.executors import Interrupted, Job, environment, run_dask, run_local
+from workbench.publish.batch.executors import (
+    Interrupted,
+    Job,
+    environment,
+    run_dask,
+    run_local,
+    start_local,
+    terminate_local,
+)
 from workbench.publish.batch.manifest import (
     MANIFEST,
     inputs_digest,
@@ -198,6 +206,7 @@ def run_batch(options: BatchOptions) -> BatchResult:
             session.result_cache.close()
         catalog = Catalog(session)
         cache, temp = open_cache(session, cache_path)
+        pool = None
         try:
             plan = make_plan(
                 session, catalog=catalog, themes=options.themes, area=options.area,
@@ -217,18 +226,29 @@ def run_batch(options: BatchOptions) -> BatchResult:
                 else:
                     entries[task.id] = pending_entry(task, digests[task.id])
                     todo.append(task)
+            env = environment(dataset.root, cache_path, profile)
+            planned = frozenset(t.id for t in plan.tasks)
+            if options.executor == "local" and todo:  # workers get ready during the precompute
+                pool = start_local(min(options.workers, len(todo)), planned,
+                                   None if options.fresh_kernels else (env, str(notebooks)))
             report = precompute(session, catalog, cache, todo, cache_path) if todo else None
         except BaseException:
             cache.close()
             temp.unlink(missing_ok=True)
+            if pool is not None:
+                terminate_local(pool)
             raise
         else:
-            finish_cache(cache, temp, cache_path)
+            try:
+                finish_cache(cache, temp, cache_path)
+            except BaseException:
+                if pool is not None:
+                    terminate_local(pool)
+                raise
         finally:
             session.con.disconnect()
         prepare_seconds = time.perf_counter() - started
 
-        env = environment(dataset.root, cache_path, profile)
         jobs = [
             Job(task=t, notebook=str(notebooks / f"{t.kind}.ipynb"), out=str(out), env=env,
                 digest=digests[t.id], provenance=prov,
@@ -238,7 +258,6 @@ def run_batch(options: BatchOptions) -> BatchResult:
                 timeout=options.timeout)
             for t in todo
         ]
-        planned = frozenset(t.id for t in plan.tasks)
         run = {"started_at": now(), "executor": options.executor, "workers": options.workers,
                "fresh_kernels": options.fresh_kernels, "skipped": len(plan.tasks) - len(todo),
                "precompute": None if report is None else vars(report)}
@@ -264,7 +283,7 @@ def run_batch(options: BatchOptions) -> BatchResult:
             if options.executor == "dask":
                 run_dask(jobs, planned, options.scheduler or "", finished)
             else:
-                run_local(jobs, planned, options.workers, finished)
+                run_local(jobs, planned, options.workers, finished, pool)
         finally:
             bar.close()
             run["finished_at"] = now()

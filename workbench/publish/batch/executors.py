@@ -10,7 +10,10 @@ than most pages take to build from the precomputed results. So by default a work
 kernel and runs its pages in it one after another, resetting the kernel's namespace (IPython's
 ``reset(new_session=True)``) before each page, exactly like Voilà's preheated kernels; the
 kernel is replaced after a failure and every :data:`PAGES_PER_KERNEL` pages. ``fresh_kernels``
-gives every page a kernel of its own (Papermill's default; slower, for the sceptical).
+gives every page a kernel of its own (Papermill's default; slower, for the sceptical). A
+worker also keeps its kernel's client (a new one waits 0.2 s to be sure the kernel is ready)
+and lends it to Papermill; and the batch starts its workers before the precompute, each
+starting its kernel and importing the stack while the precompute runs (:func:`start_local`).
 
 Robustness. A worker dies with the batch (``PR_SET_PDEATHSIG`` on Linux) and takes its kernel
 with it; a kernel whose worker is gone exits by itself (ipykernel watches its parent).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -87,6 +91,28 @@ class Kernel:
         self.km = KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(sockets))
         self.km.start_kernel(env={**os.environ, **env}, cwd=cwd)
         self.pages = 0
+        self._client: object | None = None
+
+    @property
+    def client(self) -> object:
+        """The kernel's one client, kept from page to page.
+
+        A new client must wait until the kernel answers and then drain the kernel's broadcast
+        channel: jupyter_client waits 0.2 s for a message that isn't coming, every time. A
+        client made per page (for the reset, and again inside Papermill) paid that twice per
+        page, 0.4 s of a practice page's 1.3 s. Replies and outputs carry the id of their
+        request, so whatever an earlier page left unread is skipped, not mistaken for this
+        page's."""
+        if self._client is None:
+            client = self.km.client()
+            client.start_channels()
+            try:
+                client.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
+            except BaseException:
+                client.stop_channels()
+                raise
+            self._client = client
+        return self._client
 
     def reset(self) -> None:
         """Forget the previous page's variables (imported modules stay: that's the point).
@@ -103,16 +129,10 @@ class Kernel:
         unfreeze = "import gc; gc.unfreeze()\n" if self.pages % FULL_COLLECT_EVERY == 0 else ""
         code = (f"{unfreeze}get_ipython().reset(new_session=True)\n"
                 "import gc; gc.freeze(); del gc")
-        client = self.km.client()
-        client.start_channels()
-        try:
-            client.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
-            reply = client.execute_interactive(code, store_history=False, timeout=60,
-                                               output_hook=lambda msg: None)
-            if reply["content"]["status"] != "ok":
-                raise RuntimeError("the kernel could not be reset")
-        finally:
-            client.stop_channels()
+        reply = self.client.execute_interactive(  # type: ignore[attr-defined]
+            code, store_history=False, timeout=60, output_hook=lambda msg: None)
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError("the kernel could not be reset")
 
     def kill(self) -> None:
         """Stop the kernel now (also from a signal handler: no waiting on messages)."""
@@ -121,6 +141,10 @@ class Kernel:
         if pgid:
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGKILL)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.stop_channels()  # type: ignore[attr-defined]
+            self._client = None
         with contextlib.suppress(Exception):
             self.km.cleanup_resources()
         for socket in self.sockets.parent.glob(f"{self.sockets.name}-*"):
@@ -135,8 +159,45 @@ _busy: dict[int, Kernel] = {}  # by thread ident, while its page renders
 _lock = threading.Lock()
 
 
+# What a worker's kernel runs before its first page: the imports every page makes, and a figure
+# drawn in the house style (fonts found and loaded). Nothing that reads the data: the result
+# cache may still be being written.
+WARM_UP = """\
+import io
+import workbench.pages
+from workbench.pages import charts, render
+render.png(charts.grouped_bars(
+    __import__("pandas").DataFrame({"c": ["a"], "s": ["b"], "v": [1.0]}), category="c",
+    value="v", series="s", colours={}, title="t", ylabel="y"))
+get_ipython().reset(new_session=True)
+import gc; gc.freeze(); del gc
+"""
+_warming: threading.Thread | None = None  # this worker's first kernel, while it starts
+
+
+def _warm_kernel(env: dict[str, str], cwd: str) -> None:
+    """Start a kernel and import the stack in it, so the worker's first page finds it ready."""
+    try:
+        kernel = Kernel(env, cwd)
+    except Exception:  # the first page starts one itself (and reports what goes wrong)
+        return
+    try:
+        reply = kernel.client.execute_interactive(  # type: ignore[attr-defined]
+            WARM_UP, store_history=False, timeout=KERNEL_START_TIMEOUT,
+            output_hook=lambda msg: None)
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError("the kernel's warm-up failed")
+    except Exception:
+        kernel.kill()
+        return
+    with _lock:
+        _idle.append(kernel)
+
+
 def _kernel_for(job: Job) -> Kernel:
     """An idle kernel of this process with the job's environment (reset), or a new one."""
+    if _warming is not None:
+        _warming.join()
     env = dict(job.env)
     key = (tuple(sorted(env.items())), str(Path(job.notebook).parent))
     with _lock:
@@ -187,6 +248,35 @@ atexit.register(kill_kernels)
 
 # --- one page -----------------------------------------------------------------------------------
 
+ENGINE = "workbench"  # Papermill's engine, with the kernel's client lent to it
+
+
+def _register_engine() -> None:
+    """Papermill's nbclient engine, except that it runs the page with the kernel's own client
+    (:attr:`Kernel.client`) instead of starting, readying and stopping one per page."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class LentClientEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: object, kernel_name: str, *,
+                                     kc: object = None, km: object = None,
+                                     log_output: bool = False, stdout_file: object = None,
+                                     stderr_file: object = None, start_timeout: int = 60,
+                                     execution_timeout: int | None = None,
+                                     **kwargs: object) -> object:
+            kwargs.pop("input_path", None)
+            client = PapermillNotebookClient(
+                nb_man, km=km, timeout=execution_timeout, startup_timeout=start_timeout,
+                kernel_name=kernel_name, log=logging.getLogger("papermill"),
+                log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
+                **kwargs)
+            client.kc = kc  # not stopped afterwards: the client isn't the kernel's owner
+            return client.execute()
+
+    papermill_engines.register(ENGINE, LentClientEngine)
+
+
 
 def check_published_only(nb: object) -> None:
     """Every output of a page notebook is the HTML of its published page: no printed frames,
@@ -209,6 +299,7 @@ def render(job: Job, planned: frozenset[str]) -> dict:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    _register_engine()
     task = job.task
     out = Path(job.out)
     folder = page_folder(out, task)
@@ -229,8 +320,8 @@ def render(job: Job, planned: frozenset[str]) -> dict:
         kernel.pages += 1
         papermill.execute_notebook(
             job.notebook, str(temp), parameters=task.parameters, kernel_name=KERNEL,
-            km=kernel.km, progress_bar=False, request_save_on_cell_execute=False,
-            execution_timeout=job.timeout,
+            engine_name=ENGINE, km=kernel.km, kc=kernel.client, progress_bar=False,
+            request_save_on_cell_execute=False, execution_timeout=job.timeout,
         )
         nb = nbformat.read(temp, as_version=4)
         for cell in nb.cells:  # Papermill gives its cell a random id; the page a stable one
@@ -307,11 +398,15 @@ def _on_sigterm(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
-def _init_worker(planned: frozenset[str]) -> None:
+def _init_worker(planned: frozenset[str], warm: tuple[dict[str, str], str] | None) -> None:
     import multiprocessing.util
 
-    global _planned
+    global _planned, _warming
     _planned = planned
+    if warm is not None:
+        _warming = threading.Thread(target=_warm_kernel, args=warm, name="warm kernel",
+                                    daemon=True)
+        _warming.start()
     _die_with_parent()
     # a pool's worker leaves through os._exit: atexit never runs, its finalizers do
     multiprocessing.util.Finalize(None, kill_kernels, exitpriority=100)
@@ -344,16 +439,40 @@ class Interrupted(BaseException):
     ``except Exception`` on the way (a page's failure handling) can swallow it."""
 
 
-def run_local(jobs: list[Job], planned: frozenset[str], workers: int,
-              done: Callable[[Job, dict], None]) -> None:
-    """Render ``jobs`` on ``workers`` processes of this machine; ``done`` gets each entry."""
+def _started() -> None:
+    """A task that does nothing: submitting it makes the pool start a worker."""
+
+
+def start_local(workers: int, planned: frozenset[str],
+                warm: tuple[tuple[tuple[str, str], ...], str] | None) -> ProcessPoolExecutor:
+    """Start ``workers`` worker processes now, each starting its kernel in the background.
+
+    A kernel takes seconds to start and import the stack. The batch starts its workers before
+    the precompute, so the kernels get ready while the precompute runs instead of in each
+    worker's first page. ``warm``: the pages' kernel environment and folder (``None``: no
+    kernel ahead, as with fresh kernels per page)."""
     import multiprocessing
 
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(planned, None if warm is None else (dict(warm[0]), warm[1])))
+    for _ in range(max(1, workers)):  # a pool starts a process per task while none is idle
+        pool.submit(_started)
+    return pool
+
+
+def run_local(jobs: list[Job], planned: frozenset[str], workers: int,
+              done: Callable[[Job, dict], None],
+              pool: ProcessPoolExecutor | None = None) -> None:
+    """Render ``jobs`` on ``workers`` processes of this machine (those of ``pool``, from
+    :func:`start_local`, if given); ``done`` gets each entry."""
     if not jobs:
+        if pool is not None:
+            terminate_local(pool)
         return
-    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
-                               mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(planned,))
+    if pool is None:
+        pool = start_local(min(workers, len(jobs)), planned, None)
     try:
         futures: dict[Future, Job] = {pool.submit(_render_in_worker, job): job for job in jobs}
         for future in as_completed(futures):
@@ -364,12 +483,12 @@ def run_local(jobs: list[Job], planned: frozenset[str], workers: int,
                 entry = failed_entry(job, f"worker died: {type(exc).__name__}: {exc}")
             done(job, entry)
     except BaseException:
-        _terminate(pool)
+        terminate_local(pool)
         raise
     pool.shutdown(wait=True)
 
 
-def _terminate(pool: ProcessPoolExecutor) -> None:
+def terminate_local(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now: SIGTERM the workers (they stop their kernels), cancel what hasn't
     started, and don't wait for pages in flight. (The processes are taken before
     ``shutdown``, which forgets them; left alone they would finish the whole queue.)"""

@@ -19,7 +19,9 @@ import base64
 import html
 import os
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 from urllib.parse import parse_qs
 
@@ -105,16 +107,34 @@ def rewrite_links(text: str, task: PageTask, planned: set[str] | frozenset[str],
     return PAGE_LINK.sub(swap, text)
 
 
+_exporters: list = []  # idle HTML exporters of this process
+_exporters_lock = threading.Lock()
+
+
+@contextmanager
+def _exporter() -> Iterator[object]:
+    """An HTML exporter of this process, kept from page to page: a new one compiles its Jinja
+    templates again, 0.1 s of every page. Lent to one page at a time (a Dask worker renders
+    pages on several threads at once)."""
+    with _exporters_lock:
+        exporter = _exporters.pop() if _exporters else None
+    if exporter is None:
+        from nbconvert import HTMLExporter
+
+        exporter = HTMLExporter(template_name="basic", exclude_input=True,
+                                exclude_input_prompt=True, exclude_output_prompt=True)
+    yield exporter
+    with _exporters_lock:
+        _exporters.append(exporter)
+
+
 def page_html(nb: nbformat.NotebookNode, task: PageTask, planned: set[str] | frozenset[str],
               language: str) -> str:
     """The executed notebook as a standalone HTML page without code."""
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(template_name="basic", exclude_input=True,
-                            exclude_input_prompt=True, exclude_output_prompt=True)
     shown = nbformat.from_dict(nb)  # without the code cells that show nothing
     shown.cells = [c for c in nb.cells if c.cell_type != "code" or c.get("outputs")]
-    body, _ = exporter.from_notebook_node(shown)
+    with _exporter() as exporter:
+        body, _ = exporter.from_notebook_node(shown)
     body = rewrite_links(body, task, planned, language)
     g = glossary()
     title = f"{g.label('pages', task.kind, language)} · {task.name or task.unit}"
