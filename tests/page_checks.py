@@ -1,8 +1,10 @@
 """Checks shared by the page tests: what a reader would see wrong in a chart, found by drawing it.
 
 A chart is drawn with the Agg renderer (as the PNG a page shows is) and every visible text is
-measured: nothing may reach past the edge of the image (a title or label cut off), and the tick
-labels of an axis may not overlap each other (group names run into one another).
+measured: nothing may reach past the edge of the image (a title or label cut off), the tick
+labels of an axis may not overlap each other (group names run into one another), and the
+figure's title, its legend and each panel with its labels keep clear of one another (the layout
+of :mod:`workbench.pages.layout` is computed, so this is where a wrong margin would show).
 """
 
 from __future__ import annotations
@@ -50,6 +52,40 @@ def layout_problems(figure: Figure) -> list[str]:
             for (a, box_a), (b, box_b) in itertools.combinations(boxed, 2):
                 if box_a.overlaps(box_b):
                     problems.append(f"overlap: {a.get_text()!r} / {b.get_text()!r}")
+    problems += _collisions(figure, renderer)
+    return problems
+
+
+def _panel_boxes(ax: object, renderer: object) -> list[tuple[str, object]]:
+    """A panel and the texts that belong to it, each with its box."""
+    boxes = [("panel", ax.get_window_extent(renderer))]  # type: ignore[attr-defined]
+    for axis in (ax.xaxis, ax.yaxis):  # type: ignore[attr-defined]
+        boxes += [(repr(t.get_text()), t.get_window_extent(renderer))
+                  for t in _visible_ticks(axis)]
+        if axis.label.get_text():
+            boxes.append((repr(axis.label.get_text()), axis.label.get_window_extent(renderer)))
+    if ax.title.get_text():  # type: ignore[attr-defined]
+        boxes.append((repr(ax.title.get_text()), ax.title.get_window_extent(renderer)))  # type: ignore[attr-defined]
+    return boxes
+
+
+def _collisions(figure: Figure, renderer: object) -> list[str]:
+    """The title or the legend running into a panel or its labels, or two panels' texts."""
+    outer = [(f"legend {i}", legend.get_window_extent(renderer))
+             for i, legend in enumerate(figure.legends)]
+    title = getattr(figure, "_suptitle", None)
+    if title is not None and title.get_text():
+        outer.append(("title", title.get_window_extent(renderer)))
+    panels = [_panel_boxes(ax, renderer) for ax in figure.axes if ax.get_visible()]
+    problems = [f"collision: {a} / {b}" for (a, box_a), (b, box_b)
+                in itertools.combinations(outer, 2) if box_a.overlaps(box_b)]
+    for i, panel in enumerate(panels):
+        problems += [f"collision: {name} / panel {i} {what}" for name, box in outer
+                     for what, other in panel if box.overlaps(other)]
+        for j in range(i + 1, len(panels)):
+            problems += [f"collision: panel {i} {a} / panel {j} {b}"
+                         for a, box_a in panel for b, box_b in panels[j]
+                         if box_a.overlaps(box_b)]
     return problems
 
 

@@ -111,6 +111,24 @@ def test_tables_inside_pages_and_notebooks_are_read(tmp_path) -> None:
     assert report.tables == 2
 
 
+def test_the_words_of_a_figure_are_read(tmp_path) -> None:
+    # an SVG figure as a page embeds it: a practice's name (with an entity) and id as labels
+    figure = ('<svg xmlns="http://www.w3.org/2000/svg"><g><text x="1" y="2">Lægehuset'
+              ' Engvej (172409)</text><text style="font-size: 10px">Lægerne &amp; Torvet'
+              '</text><text>K025</text></g></svg>')
+    data = base64.b64encode(figure.encode()).decode()
+    page = f'<figure><img alt="Praksis" src="data:image/svg+xml;base64,{data}"></figure>'
+    folder = _folder(tmp_path, {"p.html": page, "q.html": page.replace(data, data[:-5] + "!")})
+    found = sorted((f.file, f.kind, f.detail) for f in scan(folder, Profile("public"),
+                                                             PRACTICES).findings)
+    # the base64 itself holds none of the words: only reading the figure finds them
+    assert found == [("p.html", "practice", "practice id 172409"),
+                     ("p.html", "practice", "practice name 'Lægehuset Engvej'"),
+                     ("q.html", "unreadable", found[-1][2])]
+    assert found[-1][2].startswith("embedded figure 0:")
+    assert scan(folder, Profile("analyst"), PRACTICES).findings[0].kind == "unreadable"
+
+
 def test_a_file_the_scanner_cannot_read_is_reported(tmp_path) -> None:
     files = {"site/.cache/results.duckdb": b"DUCK\0\1", "site/figure.png": b"\x89PNG\r\n",
              "site/data.parquet": b"PAR1\0"}

@@ -213,6 +213,14 @@ def test_the_checker_sees_a_cut_off_title_and_crowded_ticks() -> None:
     found = layout_problems(fig)
     assert any(p.startswith("cut off") for p in found)
     assert any(p.startswith("overlap") for p in found)
+    crowded = Figure(figsize=(4, 3))  # a legend laid over the panel, a title on the ticks
+    ax = crowded.subplots()
+    ax.plot([0, 1], [0, 1], label="a line")
+    crowded.legend(loc="center")
+    crowded.suptitle("title", y=0.5)
+    found = layout_problems(crowded)
+    assert "collision: legend 0 / panel 0 panel" in found
+    assert "collision: legend 0 / title" in found
     fine = charts.grouped_bars(
         pd.DataFrame({"g": ["a", "b"], "v": [1.0, 2.0], "s": ["x", "x"]}), category="g",
         value="v", series="s", colours={}, title="a title far too long for a figure eight "

@@ -182,7 +182,7 @@ def _finish(fig: Figure, ax: object, title: str) -> None:
     entries = sorted((0.55 + TEXT_CHAR_IN * len(label) for label in labels), reverse=True)
     ncols = max(n for n in range(1, len(entries) + 1) if sum(entries[:n]) <= width - 0.3
                 or n == 1)
-    fig.legend(handles, labels, loc="outside lower left", ncols=ncols)
+    fig.legend(handles, labels, loc="lower left", ncols=ncols)  # placed by the layout
 
 
 def _mark_hidden(ax: object, positions: np.ndarray, heights: np.ndarray) -> None:

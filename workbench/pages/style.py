@@ -22,6 +22,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
+from workbench.pages.layout import MarginLayout  # noqa: E402
+
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
              "#000000")
@@ -64,7 +66,7 @@ def house_style() -> Iterator[None]:
 def new_figure(width: float = FIGSIZE[0], height: float = FIGSIZE[1],
                ncols: int = 1) -> tuple[Figure, list]:
     """A figure that is not registered with pyplot (no leak across re-renders in a kernel)."""
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height), layout=MarginLayout())
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, list(axes)
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import io
 import json
 import re
@@ -67,6 +68,7 @@ CPR_DASHED = re.compile(r"(?<![\w\-])(?<!\d[.,])(\d{6})-(\d{4})(?![\w\-])(?![.,]
 CPR_PLAIN = re.compile(r"(?<![\w\-])(?<!\d[.,])(\d{6})(\d{4})(?![\w\-])(?![.,]\d)")
 ISO_DATE = re.compile(r"(?<![\w\-])((?:19|20)\d\d)-(\d\d)-(\d\d)(?![\w\-])(?![T ]\d\d:)")
 DANISH_DATE = re.compile(r"(?<![\d.\-/])(\d\d)[.\-/](\d\d)[.\-/]((?:19|20)\d\d)(?![\d.\-/])")
+SVG_TEXT = re.compile(r"<text\b[^>]*>([^<]*)</text>")  # a figure's words (no nested markup)
 DATA_URL = re.compile(r"data:([\w/+.-]+)(?:;charset=[\w-]+)?;base64,([A-Za-z0-9+/=]+)")
 TAG = re.compile(r"<[^>]*>")
 COUNT = re.compile(r"^(?:\w+_)?(?:patients|listed|population|persons)$")
@@ -242,6 +244,14 @@ class _Scanner:
                     self.add(name, where, "unreadable", f"embedded CSV {i}: {exc}")
                     continue
                 self.csv(data, name, f"{where}, embedded CSV {i}")
+            elif match.group(1) == "image/svg+xml":  # a figure: its words are text
+                try:
+                    figure = base64.b64decode(match.group(2), validate=True).decode("utf-8")
+                except (binascii.Error, UnicodeDecodeError) as exc:
+                    self.add(name, where, "unreadable", f"embedded figure {i}: {exc}")
+                    continue
+                self.text(html.unescape(" ".join(SVG_TEXT.findall(figure))), name,
+                          f"{where}, embedded figure {i}")
         visible = DATA_URL.sub("data:", body)
         self.text(visible, name, where)
         if self.names is not None:  # a name split by markup (<b>Lægerne</b> Torvet)

@@ -166,7 +166,7 @@ WARM_UP = """\
 import io
 import workbench.pages
 from workbench.pages import charts, render
-render.png(charts.grouped_bars(
+render.svg(charts.grouped_bars(
     __import__("pandas").DataFrame({"c": ["a"], "s": ["b"], "v": [1.0]}), category="c",
     value="v", series="s", colours={}, title="t", ylabel="y"))
 get_ipython().reset(new_session=True)

@@ -4,10 +4,10 @@ A page notebook shows only HTML its page built from published (suppressed) table
 section with a figure carries its table as a CSV data link (``<a class="wb-csv" download=…>``).
 The batch writes those same bytes as files beside the page, so the CSV behind a figure is the
 one the reader of the page downloads. The HTML is nbconvert's ``basic`` template without
-inputs or prompts, wrapped in a small shell: it is self-contained (figures are inline PNGs) and
-opens offline. Drill-down links, which point at dashboards (``cluster_insight.ipynb?…``), are
-rewritten to the pages of the batch; a link to a page the batch didn't render keeps its text
-and loses its target.
+inputs or prompts, wrapped in a small shell: it is self-contained (figures are inline SVG
+images) and opens offline. Drill-down links, which point at dashboards
+(``cluster_insight.ipynb?…``), are rewritten to the pages of the batch; a link to a page the
+batch didn't render keeps its text and loses its target.
 
 ``DIR/index.html`` lists every page: per theme, the nation's overview, then region → cluster →
 practice, with the status of each page.
