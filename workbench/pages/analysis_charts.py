@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from workbench.pages.charts import _finish, _wrap
+from workbench.pages.charts import _finish, _wrap, aligned
 from workbench.pages.style import (
     CLUSTER,
     DECILES,
@@ -216,16 +216,15 @@ def decile_trend(
         periods = list(dict.fromkeys(series[period]))
         x = np.arange(len(periods))
         if deciles is not None and len(deciles):
-            d = deciles.set_index(period).reindex(periods)
             for k in range(10, 100, 10):
                 median = k == 50
-                ax.plot(x, d[f"decile_{k}"].astype(float), ls="--", color=DECILE_LINE,
+                ax.plot(x, aligned(deciles, period, periods, f"decile_{k}"), ls="--",
+                        color=DECILE_LINE,
                         lw=1.6 if median else 0.8, alpha=0.9 if median else 0.55,
                         label=median_label if median else (decile_label if k == 10 else None))
-        for s in dict.fromkeys(series[name]):
-            line = series[series[name] == s].set_index(period).reindex(periods)
+        for s, line in series.groupby(name, sort=False, observed=True):
             colour = colours.get(s, DECILES)
-            ax.plot(x, _floats(line[value]), marker="o", ms=3,
+            ax.plot(x, aligned(line, period, periods, value), marker="o", ms=3,
                     lw=2.6 if colour == HIGHLIGHT else 1.6, color=colour, label=str(s),
                     zorder=3 if colour == HIGHLIGHT else 2)
         ticks = [i for i, p in enumerate(periods) if str(p).endswith("Q1")]

@@ -158,6 +158,12 @@ def svg(figure: Figure) -> str:
     can read."""
     cached = getattr(figure, "_wb_svg", None)
     if cached is None:
+        engine = figure.get_layout_engine()
+        if engine is not None:
+            # Laid out here, once: with a layout engine set, savefig draws the whole figure
+            # twice (a dry run for the engine, then the real one); without, once.
+            engine.execute(figure)
+            figure.set_layout_engine(None)
         buffer = io.BytesIO()
         with matplotlib.rc_context(SVG_RC):
             figure.savefig(buffer, format="svg", metadata={"Date": None})
