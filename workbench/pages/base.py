@@ -125,7 +125,8 @@ def publish(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     require_safe()
     scan_for_person_keys(df)
     published = apply(df, spec)
-    return published.drop(columns=[c for c in published.columns if c.endswith("_suppression")])
+    reasons = [c for c in published.columns if c.endswith("_suppression")]
+    return published.drop(columns=reasons) if reasons else published
 
 
 class Context:
