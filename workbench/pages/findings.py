@@ -28,7 +28,10 @@ practices' points only to a profile that may see them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 from weakref import WeakKeyDictionary
 
@@ -36,6 +39,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+import workbench.analysis
 from workbench.analysis import Peers, contours, funnel, opportunities, peers, standardised
 from workbench.analysis.opportunities import rank
 from workbench.analysis.standardise import garwood, scaled_interval
@@ -43,6 +47,7 @@ from workbench.disclosure import Derived, Margin, TableSpec
 from workbench.engine import Workbench, parse_period
 from workbench.engine.journeys import OUTCOMES, year_before
 from workbench.engine.peers import DECILES, deciles
+from workbench.engine.query import Query
 from workbench.pages import analysis_charts
 from workbench.pages.base import (
     MIN_UNITS_FOR_DECILES,
@@ -63,6 +68,9 @@ FUNNEL_DERIVED = ("expected", "ratio", "ratio_lower", "ratio_upper", "z", "lower
                   "upper_95", "lower_998", "upper_998", *FLAG_COLUMNS)
 FOLLOW_UP = dt.timedelta(days=365)  # the journeys' longest window
 MEMO_SIZE = 64  # answers kept per session
+ANALYSIS_DIR = Path(workbench.analysis.__file__).parent
+STORED_ROW = "_row"  # a stored table's row number: the order its pages read it in
+NULL_MARK = "__null"  # a stored column that held nothing but nulls
 
 T = TypeVar("T")
 _MEMO: WeakKeyDictionary[Workbench, dict[tuple, object]] = WeakKeyDictionary()
@@ -349,10 +357,73 @@ def _flagged_practices(ctx: Context, cluster: str, df: pd.DataFrame, judged: Pee
 
 def level_peers(ctx: Context, level: str, groups: list[str]) -> Peers:
     """The analysis' judgement of every unit of ``level`` in the page's period, for the theme's
-    groups and every risk (:func:`workbench.analysis.peers`), once per session."""
+    groups and every risk (:func:`workbench.analysis.peers`), once per session, and in a batch
+    once for all its kernels (:func:`stored_peers`)."""
     return _memo(ctx.session, _key(what="peers", level=level, period=ctx.period, groups=groups),
-                 lambda: peers(ctx.session, level, ctx.period, groups=groups,
-                               risks=bool(ctx.catalog.definitions.risks)))
+                 lambda: stored_peers(ctx.session, level, ctx.period, groups,
+                                      risks=bool(ctx.catalog.definitions.risks)))
+
+
+@functools.cache
+def analysis_digest() -> str:
+    """A hash of the analysis' source: stored judgements of another analysis are not used."""
+    digest = hashlib.sha256()
+    for path in sorted(ANALYSIS_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def stored_peers(session: Workbench, level: str, period: str, groups: list[str], *,
+                 risks: bool) -> Peers:
+    """:func:`workbench.analysis.peers` through the batch's result cache.
+
+    The judgement of every unit of a level (standardised ratios and risks in their national
+    funnels) is the same for every page of the level and period, and costs a kernel a sixth of
+    a second per level and theme. The batch's precompute (a writable cache) computes it once
+    and stores its two tables; page kernels read them back (in the computed row order, with the
+    same columns and types) instead of computing. Without a cache, or for a question the cache
+    does not hold, it is computed as before. The key names the analysis' code too: the
+    engine's digest, which guards the cache, does not cover it.
+    """
+    cache = session.result_cache
+
+    @functools.cache
+    def computed() -> Peers:
+        return peers(session, level, period, groups=groups, risks=risks)
+
+    if cache is None or not (risks and session.definitions.risks):  # (pages always ask risks)
+        return computed()
+    query = Query.build(session.definitions, groups=groups, level=level, units=None,
+                        periods=period)
+    found: dict[str, pd.DataFrame] = {}
+    for part in ("groups", "risks"):
+        def compute(_: Query, part: str = part) -> ibis.Table:
+            return _storable(getattr(computed(), part))
+
+        table = cache.lookup(query, compute, f"peers_{part}", (analysis_digest(),))
+        if table is None:
+            return computed()
+        found[part] = _restored(table.to_pandas())
+    return Peers(level, period, "patients", "additive", found["groups"], found["risks"])
+
+
+def _storable(frame: pd.DataFrame) -> ibis.Table:
+    """A computed frame as a table the result cache can store and :func:`_restored` gives back
+    as it was: its row order in :data:`STORED_ROW`, and a column of nothing but nulls (a flag no
+    unit raised: Ibis types it ``null``, which DuckDB can't store) as text, marked by name."""
+    table = ibis.memtable(frame.assign(**{STORED_ROW: np.arange(len(frame))}))
+    nulls = [name for name, dtype in table.schema().items() if dtype.is_null()]
+    return table.rename({f"{name}{NULL_MARK}": name for name in nulls}).cast(
+        {f"{name}{NULL_MARK}": "string" for name in nulls})
+
+
+def _restored(stored: pd.DataFrame) -> pd.DataFrame:
+    """The frame :func:`_storable` stored, in its order, with its columns and types."""
+    frame = stored.sort_values(STORED_ROW, kind="stable").drop(columns=STORED_ROW)
+    frame = frame.reset_index(drop=True)
+    for name in [c for c in frame.columns if c.endswith(NULL_MARK)]:
+        frame[name] = pd.Series([None] * len(frame), dtype=object)
+    return frame.rename(columns={c: c.removesuffix(NULL_MARK) for c in frame.columns})
 
 
 def practice_funnel(
