@@ -30,10 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
-from weakref import WeakKeyDictionary
 
 import ibis
 import numpy as np
@@ -54,6 +51,8 @@ from workbench.pages.base import (
     Context,
     Section,
     measure_spec,
+    memo,
+    memo_key,
     publish,
     safe_section,
 )
@@ -67,47 +66,9 @@ FLAG_COLUMNS = ("flag_95", "flag_998")
 FUNNEL_DERIVED = ("expected", "ratio", "ratio_lower", "ratio_upper", "z", "lower_95",
                   "upper_95", "lower_998", "upper_998", *FLAG_COLUMNS)
 FOLLOW_UP = dt.timedelta(days=365)  # the journeys' longest window
-MEMO_SIZE = 64  # answers kept per session
 ANALYSIS_DIR = Path(workbench.analysis.__file__).parent
 STORED_ROW = "_row"  # a stored table's row number: the order its pages read it in
 NULL_MARK = "__null"  # a stored column that held nothing but nulls
-
-T = TypeVar("T")
-_MEMO: WeakKeyDictionary[Workbench, dict[tuple, object]] = WeakKeyDictionary()
-
-
-def _memo(session: Workbench, key: tuple, compute: Callable[[], T]) -> T:
-    """An analysis answer kept per session, handed out as a copy.
-
-    The analysis asks about every unit of a level to place one (a funnel needs all practices),
-    so the same national tables come back for every page of a level and period, and again when
-    a dashboard viewer only changes the language or the measure. A session reads one register
-    that does not change under it, so its answers can be kept; the least recently used goes
-    first (a batch worker's per-unit answers never push out the level's own).
-    """
-    store = _MEMO.setdefault(session, {})
-    if key in store:
-        store[key] = store.pop(key)  # used: the newest again, so the level's tables stay
-    else:
-        if len(store) >= MEMO_SIZE:
-            store.pop(next(iter(store)))
-        store[key] = compute()
-    found = store[key]
-    if isinstance(found, tuple):
-        return tuple(v.copy() for v in found)  # type: ignore[return-value]
-    if isinstance(found, pd.DataFrame):
-        return found.copy()  # type: ignore[return-value]
-    return found  # type: ignore[return-value]  (frozen: the analysis' Peers)
-
-
-def _key(**values: object) -> tuple:
-    """A hashable memo key from keyword values (lists and dicts made tuples)."""
-    def frozen(v: object) -> object:
-        if isinstance(v, dict):
-            return tuple(sorted(v.items()))
-        return tuple(v) if isinstance(v, list | tuple) else v
-    return tuple(sorted((k, frozen(v)) for k, v in values.items()))
-
 
 # --- who may see what, and what is measured -------------------------------------------------
 
@@ -212,7 +173,7 @@ def areas_section(ctx: Context, groups: list[str]) -> Section:
         # session and question; each page takes its own rows
         judged = level_peers(ctx, c.level, groups)
         practices = level_peers(ctx, "practice", groups) if c.level == "cluster" else None
-        raw = _memo(ctx.session, _key(what="opportunities", unit=c.unit, level=c.level,
+        raw = memo(ctx.session, memo_key(what="opportunities", unit=c.unit, level=c.level,
                                       period=ctx.period, groups=groups),
                     lambda: opportunities(ctx.session, c.unit, c.level, ctx.period,
                                           groups=groups, risks=bool(risks), judged=judged,
@@ -359,7 +320,7 @@ def level_peers(ctx: Context, level: str, groups: list[str]) -> Peers:
     """The analysis' judgement of every unit of ``level`` in the page's period, for the theme's
     groups and every risk (:func:`workbench.analysis.peers`), once per session, and in a batch
     once for all its kernels (:func:`stored_peers`)."""
-    return _memo(ctx.session, _key(what="peers", level=level, period=ctx.period, groups=groups),
+    return memo(ctx.session, memo_key(what="peers", level=level, period=ctx.period, groups=groups),
                  lambda: stored_peers(ctx.session, level, ctx.period, groups,
                                       risks=bool(ctx.catalog.definitions.risks)))
 
@@ -442,7 +403,7 @@ def practice_funnel(
                          per=1.0).to_pandas()
         return _with_intervals(table, measure), lines
 
-    return _memo(ctx.session, _key(what="practice_funnel", period=ctx.period, groups=groups,
+    return memo(ctx.session, memo_key(what="practice_funnel", period=ctx.period, groups=groups,
                                    measure=measure, filters=filters or {}), compute)
 
 
@@ -459,7 +420,7 @@ def group_funnel(ctx: Context, measure: str) -> tuple[pd.DataFrame, pd.DataFrame
 def _cluster_standardised(ctx: Context, cluster: str, groups: list[str], measure: str,
                           filters: dict[str, str] | None) -> pd.DataFrame:
     """The cluster's own standardised figures (the total row of its practices' funnel)."""
-    return _memo(ctx.session, _key(what="cluster", cluster=cluster, period=ctx.period,
+    return memo(ctx.session, memo_key(what="cluster", cluster=cluster, period=ctx.period,
                                    groups=groups, measure=measure, filters=filters or {}),
                  lambda: standardised(ctx.session, groups, "cluster", ctx.period,
                                       units=[cluster], measure=measure,
@@ -698,7 +659,7 @@ def clusters_funnel_section(ctx: Context, cluster: str, section_id: str, *,
     def build() -> Section:
         c = ctx.choices
         measure = basis(ctx)
-        table = _memo(ctx.session, _key(what="clusters_funnel", period=ctx.period,
+        table = memo(ctx.session, memo_key(what="clusters_funnel", period=ctx.period,
                                         group=c.group, measure=measure, filters=ctx.filters),
                       lambda: funnel(ctx.session, c.group, ctx.period, level="cluster",
                                      indicator=f"standardised_{measure}",
@@ -753,10 +714,10 @@ def decile_trend_section(ctx: Context) -> Section:
         df = ctx.context_table([c.group], ctx.quarters, filters=ctx.filters, measures=wanted,
                                units=units)
         published = publish(df, measure_spec(df, KEYS))
-        practices = ctx.level_table("practice", ctx.quarters, group=c.group, measures=wanted)
-        practices = publish(practices, measure_spec(practices, ("level", "unit_id", "period",
-                                                                 "group")))
-        band = _deciles(practices, measure)
+        band = memo(ctx.session, memo_key(what="practice_deciles", periods=ctx.quarters,
+                                          group=c.group, measure=measure, filters=ctx.filters),
+                    lambda: _deciles(ctx.published_level("practice", ctx.quarters, group=c.group,
+                                                         measures=wanted), measure))
         names = {role: ctx.unit_name(level, unit) for role, level, unit in units}
         table = published.assign(_r=published["role"].map({"unit": 0, "cluster": 1}))
         table = table.sort_values(["_r", "period"]).drop(columns="_r")
@@ -821,7 +782,7 @@ def _unit_rows(ctx: Context, method: str, level: str, unit: str,
     """``session.<method>`` (measures, journeys, risks) for one unit (all of the nation for
     ``nation``), kept per session: the nation's rows, the costliest, serve every page."""
     units = None if level == "nation" else [unit]
-    return _memo(ctx.session, _key(what=method, level=level, units=units or [], **kwargs),
+    return memo(ctx.session, memo_key(what=method, level=level, units=units or [], **kwargs),
                  lambda: getattr(ctx.session, method)(level=level, units=units,
                                                       **kwargs).to_pandas())
 

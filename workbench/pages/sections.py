@@ -126,10 +126,7 @@ def trend_section(ctx: Context, groups: list[str], *, deciles: bool = False) -> 
         names = {role: ctx.unit_name(level, unit) for role, level, unit in ctx.context_units}
         band = None
         if deciles:
-            practices = ctx.level_table("practice", ctx.quarters, group=ctx.choices.group)
-            national = publish(practices, measure_spec(practices, ("level", "unit_id", "period",
-                                                                    "group")))
-            band = ctx.deciles(national)
+            band = ctx.practice_band(ctx.quarters, group=ctx.choices.group)
         if ctx.choices.level == "nation":
             plot = published.assign(_series=published["group"].map(ctx.group_label), _facet="")
             facet, colours = None, {}
@@ -170,8 +167,7 @@ def spread_section(ctx: Context, level: str, section_id: str, *, link_kind: str 
         measure = ctx.choices.measure
         df = ctx.level_table(level, [ctx.period], group=ctx.choices.group)
         published = publish(df, measure_spec(df, ("level", "unit_id", "period", "group")))
-        nation = ctx.level_table("nation", [ctx.period], group=ctx.choices.group)
-        nation = publish(nation, measure_spec(nation, ("level", "unit_id", "period", "group")))
+        nation = ctx.published_level("nation", [ctx.period], group=ctx.choices.group)
         plot = published.assign(
             _label=[ctx.unit_name(level, u) for u in published["unit_id"]],
             _role="peer",
@@ -219,12 +215,8 @@ def practices_section(ctx: Context, cluster: str, *, link_kind: str) -> Section:
         margin = Margin("unit_id", "cluster", overlapping=("patients",))
         published = publish(df, measure_spec(df, ("unit_id", "period", "group"),
                                              margins=(margin,)))
-        national = ctx.level_table("practice", [ctx.period], group=ctx.choices.group)
-        national = publish(national, measure_spec(national, ("level", "unit_id", "period",
-                                                              "group")))
-        band = ctx.deciles(national)
-        nation = ctx.level_table("nation", [ctx.period], group=ctx.choices.group)
-        nation = publish(nation, measure_spec(nation, ("level", "unit_id", "period", "group")))
+        band = ctx.practice_band([ctx.period], group=ctx.choices.group)
+        nation = ctx.published_level("nation", [ctx.period], group=ctx.choices.group)
         rows = published[published["unit_id"] != "cluster"]
         focus = ctx.choices.unit if ctx.choices.level == "practice" else ""
         plot = rows.assign(
