@@ -220,6 +220,7 @@ def opportunities(
     method: Method = "additive",
     judged: Peers | None = None,
     practices: Peers | None = None,
+    cluster_members: list[str] | None = None,
 ) -> ir.Table:
     """Groups (and risks) ranked as potential intervention areas for a practice or cluster in
     one period (see the module doc). ``groups``: ids (default every drug group; a theme's
@@ -227,6 +228,8 @@ def opportunities(
     for the groups (risks count patients). ``judged``: the level's :func:`peers`, computed once
     for many units (with at least these groups, and risks when asked for); ``practices``: for a
     cluster, the practice level's, whose rows of the cluster's practices give the median.
+    ``cluster_members``: the practices of the unit's cluster (sorted ids), when the caller knows
+    them from the register already (they are looked up otherwise).
 
     Columns: ``level, unit_id, period, kind`` (``group``/``risk``), ``item, measure,
     standardised, patients, listed, observed, expected, ratio, ratio_lower, ratio_upper, z,
@@ -234,6 +237,27 @@ def opportunities(
 
     >>> opportunities(session, "012345", "practice", "2024").to_pandas()  # doctest: +SKIP
     """
+    return ibis.memtable(opportunity_rows(
+        session, unit, level, period, groups=groups, risks=risks, measure=measure,
+        method=method, judged=judged, practices=practices, cluster_members=cluster_members))
+
+
+def opportunity_rows(
+    session: Workbench,
+    unit: str,
+    level: str,
+    period: str,
+    *,
+    groups: str | Iterable[str] | None = None,
+    risks: bool = True,
+    measure: str = "patients",
+    method: Method = "additive",
+    judged: Peers | None = None,
+    practices: Peers | None = None,
+    cluster_members: list[str] | None = None,
+) -> pd.DataFrame:
+    """:func:`opportunities` as the pandas frame it is computed as (a page that shows the
+    rows at once saves the round trip through the database)."""
     if level not in ("practice", "cluster"):
         raise ValueError("intervention areas are for a practice or a cluster")
     chosen = _chosen(session, groups)
@@ -248,8 +272,9 @@ def opportunities(
     if judged.level != level or not _serves(judged, period, measure, method, chosen,
                                             wants_risks):
         raise ValueError("the peers given were judged for another question")
-    cluster = _cluster_of(session, unit, level)
-    cluster_members = members(session, "practice", ("cluster", cluster))
+    if cluster_members is None:
+        cluster = _cluster_of(session, unit, level)
+        cluster_members = members(session, "practice", ("cluster", cluster))
     parts = [_group_rows(session, unit, level, period, chosen, measure, judged.groups,
                          cluster_members, None if practices is None else practices.groups)]
     if risks and session.definitions.risks:
@@ -261,4 +286,4 @@ def opportunities(
     rows = pd.concat(parts, ignore_index=True)
     rows = rank(rows.assign(level=level, unit_id=unit, period=period))
     rows["patients"] = rows["patients"].astype("int64")
-    return ibis.memtable(rows[COLUMNS])
+    return rows[COLUMNS]

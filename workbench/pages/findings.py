@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 import workbench.analysis
-from workbench.analysis import Peers, contours, funnel, opportunities, peers, standardised
-from workbench.analysis.opportunities import rank
+from workbench.analysis import Peers, contours, funnel, peers, standardised
+from workbench.analysis.opportunities import opportunity_rows, rank
 from workbench.analysis.standardise import garwood, scaled_interval
 from workbench.disclosure import Derived, Margin, TableSpec
 from workbench.engine import Workbench, parse_period
@@ -173,11 +173,16 @@ def areas_section(ctx: Context, groups: list[str]) -> Section:
         # session and question; each page takes its own rows
         judged = level_peers(ctx, c.level, groups)
         practices = level_peers(ctx, "practice", groups) if c.level == "cluster" else None
+        # the cluster's practices from the catalogue (the analysis would ask the register);
+        # a practice of no known cluster is left to the analysis, which refuses it
+        cluster = ctx.catalog.cluster_of(c.level, c.unit)
+        mates = (sorted(p.id for p in ctx.catalog.practices_of(cluster))
+                 if cluster in ctx.catalog.clusters else None)
         raw = memo(ctx.session, memo_key(what="opportunities", unit=c.unit, level=c.level,
-                                      period=ctx.period, groups=groups),
-                    lambda: opportunities(ctx.session, c.unit, c.level, ctx.period,
-                                          groups=groups, risks=bool(risks), judged=judged,
-                                          practices=practices).to_pandas())
+                                         period=ctx.period, groups=groups),
+                   lambda: opportunity_rows(ctx.session, c.unit, c.level, ctx.period,
+                                            groups=groups, risks=bool(risks), judged=judged,
+                                            practices=practices, cluster_members=mates))
         raw = raw[(raw["kind"] == "group") | raw["item"].isin(risks)].reset_index(drop=True)
         listed = raw["listed"].astype(float)
         reference = _reference_patients(ctx, groups, risks)
@@ -301,7 +306,9 @@ def _flagged_practices(ctx: Context, cluster: str, df: pd.DataFrame, judged: Pee
     the practice level's judgement (``practices``), the cluster's total row its own
     (``judged``)."""
     groups = list(df.loc[df["kind"] == "group", "item"])
-    national = _with_intervals(practices.groups.rename(columns={"expected": "exposure"}),
+    judged_practices = practices.groups  # the cluster's rows only: intervals are row by row
+    mates = judged_practices["unit_id"].isin([p.id for p in ctx.catalog.practices_of(cluster)])
+    national = _with_intervals(judged_practices[mates].rename(columns={"expected": "exposure"}),
                                "patients")
     own = judged.groups[judged.groups["unit_id"] == cluster]
     found = {}
@@ -857,17 +864,19 @@ def risks_section(ctx: Context) -> Section:
         published = publish(df, spec)
         lang = c.language
         names = {role: ctx.unit_name(level, unit) for role, level, unit in ctx.context_units}
+        first = _first_rows(published, ("risk", "role"),
+                            ("patients_per_1000", "share", "patients_suppressed"))
         rows = []
         for risk in risks:
             for what, column in (("per_1000_short", "patients_per_1000"),
                                  ("share_of_users", "share")):
                 row = {ctx.t("risk"): item_label(ctx, "risk", risk), ctx.t("what"): ctx.t(what)}
                 for role, _, _ in ctx.context_units:
-                    hit = published[(published["risk"] == risk) & (published["role"] == role)]
-                    value = _num(hit[column]) if len(hit) else None
+                    hit = first.get((risk, role))
+                    value = _num(hit[column]) if hit else None
                     if column == "share":
-                        row[names[role]] = ("x" if value is None and len(hit)
-                                            and hit["patients_suppressed"].iloc[0]
+                        row[names[role]] = ("x" if value is None and hit
+                                            and hit["patients_suppressed"]
                                             else "–" if value is None
                                             else f"{number(value * 100, lang, 1)} %")
                     else:
@@ -877,6 +886,17 @@ def risks_section(ctx: Context) -> Section:
         return Section("risks", title, sentence, published, ranking=pd.DataFrame(rows))
 
     return safe_section("risks", title, build)
+
+
+def _first_rows(table: pd.DataFrame, keys: tuple[str, ...],
+                columns: tuple[str, ...]) -> dict[tuple, dict[str, object]]:
+    """``columns`` of the first row of each combination of ``keys``: a table of a page is looked
+    up cell by cell, and a dictionary costs less than a filter per cell."""
+    found: dict[tuple, dict[str, object]] = {}
+    values = zip(*(table[c] for c in (*keys, *columns)), strict=True)
+    for row in values:
+        found.setdefault(row[:len(keys)], dict(zip(columns, row[len(keys):], strict=True)))
+    return found
 
 
 def _num(values: object) -> float | None:

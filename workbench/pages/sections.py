@@ -46,22 +46,24 @@ def key_figures(ctx: Context, table: pd.DataFrame, groups: list[str]) -> list[Ke
     since the previous period (all read from the published table)."""
     measure = ctx.choices.measure
     focus = ctx.context_units[0]
+    # the first row of each group, period and role (looked up, not filtered, per figure)
+    first: dict[tuple, object] = {}
+    for key in zip(table["group"], table["period"], table["role"], table[measure], strict=True):
+        first.setdefault(key[:3], key[3])
     figures = []
     for group in groups:
-        rows = table[table["group"] == group]
-        now = rows[rows["period"] == ctx.period]
-        own = now[now["role"] == focus[0]]
-        value = _num(own[measure].iloc[0]) if len(own) else None
+        own = (group, ctx.period, focus[0])
+        value = _num(first[own]) if own in first else None
         comparisons = []
         for role, level, unit in ctx.context_units[1:]:
-            other = now[now["role"] == role]
+            other = (group, ctx.period, role)
             comparisons.append(
-                (ctx.unit_name(level, unit), _num(other[measure].iloc[0]) if len(other) else None)
+                (ctx.unit_name(level, unit), _num(first[other]) if other in first else None)
             )
         change = None
         if ctx.previous:
-            before = rows[(rows["period"] == ctx.previous) & (rows["role"] == focus[0])]
-            old = _num(before[measure].iloc[0]) if len(before) else None
+            before = (group, ctx.previous, focus[0])
+            old = _num(first[before]) if before in first else None
             if value is not None and old:
                 change = value / old - 1
         label = ctx.focus_label if len(groups) == 1 else ctx.group_label(group)
