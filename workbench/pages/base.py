@@ -280,14 +280,13 @@ class Context:
         units: list[tuple[str, str, str]] | None = None,
     ) -> pd.DataFrame:
         """Measures for the page's unit and its comparators in one query, with a ``role``."""
-        parts = []
-        for role, level, unit in units or self.context_units:
-            table = self.session.measures(
-                groups, level, periods, units=None if level == "nation" else [unit],
-                by=by, filters=filters or None, measures=list(measures) if measures else None,
-            )
-            parts.append(table.mutate(role=ibis.literal(role)))
-        df = ibis.union(*parts).to_pandas()
+        chosen = units or self.context_units
+        df = self.session.measures_frame(
+            [{"groups": groups, "level": level, "periods": periods,
+              "units": None if level == "nation" else [unit], "by": by,
+              "filters": filters or None, "measures": list(measures) if measures else None}
+             for _, level, unit in chosen],
+            [{"role": role} for role, _, _ in chosen])
         return df.drop(columns=[c for c in ("share",) if c in df.columns and not by])
 
     def level_table(
@@ -300,11 +299,11 @@ class Context:
         measures: tuple[str, ...] | None = None,
     ) -> pd.DataFrame:
         """Measures of every unit of a level (or of ``units``) for the page's selection."""
-        table = self.session.measures(
-            group, level, periods, units=units, filters=self.filters or None,
-            measures=list(measures) if measures else ["patients", "listed", self.choices.measure],
-        )
-        return table.to_pandas()
+        return self.session.measures_frame([{
+            "groups": group, "level": level, "periods": periods, "units": units,
+            "filters": self.filters or None,
+            "measures": list(measures) if measures else ["patients", "listed",
+                                                         self.choices.measure]}])
 
     def published_level(self, level: str, periods: list[str], *, group: str,
                         measures: tuple[str, ...] | None = None) -> pd.DataFrame:
