@@ -116,9 +116,19 @@ def _excess(observed: np.ndarray, expected: np.ndarray, median_ratio: float) -> 
     return float(np.maximum(observed - expected * median_ratio, 0.0).sum())
 
 
-def _median_ratio(observed: pd.Series, expected: pd.Series) -> float:
+def _median_ratio(observed: np.ndarray, expected: np.ndarray) -> float:
     ok = expected > 0
     return float(np.median(observed[ok] / expected[ok])) if ok.any() else float("nan")
+
+
+def _arrays(table: pd.DataFrame, key: str, observed: str,
+            exposure: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``unit_id``, ``key``, ``observed`` and ``exposure`` of the cluster's practices as NumPy
+    arrays: each group or risk takes its rows by a mask, not by filtering the frame (a frame
+    of thirty columns costs a millisecond a filter)."""
+    return (table["unit_id"].to_numpy(object), table[key].to_numpy(object),
+            table[observed].to_numpy(float, na_value=np.nan),
+            table[exposure].to_numpy(float, na_value=np.nan))
 
 
 def _group_rows(
@@ -126,28 +136,28 @@ def _group_rows(
     measure: str, fitted: pd.DataFrame, cluster_members: list[str],
     practice_table: pd.DataFrame | None,
 ) -> pd.DataFrame:
-    fitted = fitted[fitted["group"].isin(groups)]
-    mine = fitted[fitted["unit_id"] == unit]
+    chosen = fitted["group"].isin(groups).to_numpy(bool)
+    mine = fitted[chosen & (fitted["unit_id"] == unit).to_numpy(bool)]
     if level == "practice":
-        practices = fitted[fitted["unit_id"].isin(cluster_members)]
+        practices = fitted[chosen & fitted["unit_id"].isin(cluster_members).to_numpy(bool)]
     elif practice_table is not None:
         practices = practice_table[practice_table["unit_id"].isin(cluster_members)]
     else:
         practices = standardised(session, groups, "practice", period, units=cluster_members,
                                  measure=measure).to_pandas()
+    units, items, observed, expected = _arrays(practices, "group", "observed", "expected")
     rows = []
     for _, row in mine.iterrows():
-        peers = practices[practices["group"] == row["group"]]
-        median = _median_ratio(peers["observed"], peers["expected"])
-        own = peers[peers["unit_id"] == unit] if level == "practice" else peers
+        peers = items == row["group"]
+        median = _median_ratio(observed[peers], expected[peers])
+        own = peers & (units == unit) if level == "practice" else peers
         rows.append({
             "kind": "group", "item": row["group"], "measure": measure, "standardised": True,
             "patients": row["patients"], "listed": row["listed"], "observed": row["observed"],
             "expected": row["expected"], "ratio": row["oe"], "ratio_lower": row["oe_lower"],
             "ratio_upper": row["oe_upper"], "z": row["z"], "flag_95": row["flag_95"],
             "flag_998": row["flag_998"],
-            "excess": _excess(own["observed"].to_numpy(float), own["expected"].to_numpy(float),
-                              median),
+            "excess": _excess(observed[own], expected[own], median),
             "direction": "low_is_good",
         })
     return pd.DataFrame(rows)
@@ -164,16 +174,17 @@ def _risk_rows(
         practices = practice_table[practice_table["unit_id"].isin(cluster_members)]
     else:
         practices = session.risks(None, "practice", period, units=cluster_members).to_pandas()
+    units, items, patients, listed = _arrays(practices, "risk", "patients", "listed")
     rows = []
     for _, row in mine.iterrows():
         risk = session.definitions.risks[row["risk"]]
         expected = row["target"] / 1000 * row["listed"]
         lower, upper = garwood([row["patients"]])
-        peers = practices[practices["risk"] == row["risk"]]
-        rate = _median_ratio(peers["patients"].astype(float), peers["listed"])
-        own = peers[peers["unit_id"] == unit] if level == "practice" else peers
+        peers = items == row["risk"]
+        rate = _median_ratio(patients[peers], listed[peers])
+        own = peers & (units == unit) if level == "practice" else peers
         sign = 1 if risk.direction == "low_is_good" else -1
-        excess = _excess(own["patients"].to_numpy(float), own["listed"].to_numpy(float), rate)
+        excess = _excess(patients[own], listed[own], rate)
         rows.append({
             "kind": "risk", "item": row["risk"], "measure": "patients", "standardised": False,
             "patients": row["patients"], "listed": row["listed"],
