@@ -616,10 +616,19 @@ def practice_funnel_section(ctx: Context) -> Section:
     def build() -> Section:
         measure = basis(ctx)
         national, lines = group_funnel(ctx, measure)
-        national = national[[practice_shown(ctx, u) for u in national["unit_id"]]]
-        published = _publish_funnel(ctx, _funnel_columns(national, measure),
-                                    ("level", "unit_id", "period", "group"), measure,
-                                    ctx.filters)
+
+        def shown() -> pd.DataFrame:
+            points = national[[practice_shown(ctx, u) for u in national["unit_id"]]]
+            return _publish_funnel(ctx, _funnel_columns(points, measure),
+                                   ("level", "unit_id", "period", "group"), measure,
+                                   ctx.filters)
+
+        # a profile that sees every practice sees the same published funnel on every practice
+        # page of the group: published once per session (nationally thousands of points)
+        published = (memo(ctx.session, memo_key(
+            what="published_practice_funnel", period=ctx.period, group=c.group,
+            measure=measure, filters=ctx.filters), shown)
+            if ctx.profile.shows_other_practices_raw else shown())
         cluster = ctx.catalog.practices[c.unit].cluster
         mates = {p.id: p.name for p in ctx.catalog.practices_of(cluster)}
         roles = np.where(published["unit_id"] == c.unit, "unit",
@@ -820,11 +829,12 @@ def journeys_section(ctx: Context) -> Section:
         order = {o: i for i, o in enumerate(OUTCOMES)}
         names = {role: ctx.unit_name(level, unit) for role, level, unit in ctx.context_units}
         view = {ctx.t("outcome"): [ctx.label("measures", o) for o in OUTCOMES]}
+        first = _first_rows(published, ("role", "outcome"),
+                            ("persons", "share", "persons_suppressed"))
         for role, _, _ in ctx.context_units:
-            mine = published[published["role"] == role].set_index("outcome")
             cells = []
             for outcome in sorted(order, key=order.get):
-                row = mine.loc[outcome]
+                row = first[(role, outcome)]
                 if outcome == "started":
                     cells.append(number(_num(row["persons"]), lang, 0))
                 else:
