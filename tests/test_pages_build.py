@@ -19,7 +19,21 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def session(pages_dataset):
-    return connect(pages_dataset.database)
+    session = connect(pages_dataset.database)
+    yield session
+    session.con.disconnect()  # other modules open the file with their own settings
+
+
+def test_a_kept_catalogue_does_not_keep_its_session_alive(session) -> None:
+    import gc
+    import weakref
+
+    other = connect(session.con)
+    pages.catalog_for(other)
+    gone = weakref.ref(other)
+    del other
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_session_keeps_one_catalogue_per_viewing_profile(session, monkeypatch) -> None:

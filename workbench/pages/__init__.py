@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from weakref import WeakKeyDictionary
 
 from workbench.engine import Workbench, connect
 from workbench.glossary import LANGUAGES
@@ -47,16 +46,17 @@ def session_for(data: str = "") -> Workbench:
     return connect(Dataset.at(data or None).database)
 
 
-_CATALOGS: WeakKeyDictionary[Workbench, dict[Profile, Catalog]] = WeakKeyDictionary()
+CATALOGS = "page_catalogs"  # the session attribute that keeps them
 
 
 def catalog_for(session: Workbench) -> Catalog:
     """The catalogue of valid choices for ``session`` under this process's viewing profile,
     built once: its lists (periods, clusters, practices, drug names) come from a register that
     does not change under a session, and a kernel that renders page after page would otherwise
-    ask the database for them again on every page."""
+    ask the database for them again on every page. Kept on the session itself (a catalogue
+    refers to its session, so a table keyed by sessions would keep every session alive)."""
     profile = current_profile()
-    kept = _CATALOGS.setdefault(session, {})
+    kept: dict[Profile, Catalog] = session.__dict__.setdefault(CATALOGS, {})
     catalog = kept.get(profile)
     if catalog is None:
         catalog = Catalog(session, profile)
