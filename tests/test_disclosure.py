@@ -542,6 +542,21 @@ def test_person_keys_are_found(table: pd.DataFrame) -> None:
         scan_for_person_keys(table)
 
 
+def test_the_scan_names_the_column_that_holds_a_key_among_clean_and_missing_values() -> None:
+    # the scan searches all text at once first, then column by column to name the culprit
+    df = pd.DataFrame({
+        "unit": pd.Series(["A", None, "B"], dtype=object),
+        "note": pd.Series([None, "x", "see 010190-1234"], dtype="string"),
+        "patients": [7, 8, 9],
+    })
+    with pytest.raises(DisclosureError) as raised:
+        scan_for_person_keys(df)
+    assert "'note' holds values" in str(raised.value)
+    assert "'unit'" not in str(raised.value)
+    # keys can't span two values: "P12345" + "6789" are two cells, not one key
+    scan_for_person_keys(pd.DataFrame({"a": ["P12345", "6789"], "b": ["0101", "901234"]}))
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 
@@ -572,6 +587,16 @@ def test_a_misspelt_total_is_refused() -> None:
 def test_keys_must_identify_rows() -> None:
     df = pd.DataFrame({"unit": ["A", "A"], "patients": [5, 6]})
     with pytest.raises(ValueError, match="uniquely"):
+        apply(df, TableSpec(keys=("unit",), counts=("patients",)))
+    # missing keys are equal to each other, whichever kind of missing they are
+    df = pd.DataFrame({"unit": pd.Series([None, np.nan], dtype=object), "patients": [5, 6]})
+    with pytest.raises(ValueError, match="uniquely"):
+        apply(df, TableSpec(keys=("unit",), counts=("patients",)))
+
+
+def test_a_column_named_twice_is_refused() -> None:
+    df = pd.DataFrame([["A", 5, 6]], columns=["unit", "patients", "patients"])
+    with pytest.raises(ValueError, match="more than once"):
         apply(df, TableSpec(keys=("unit",), counts=("patients",)))
 
 

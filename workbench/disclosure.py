@@ -294,16 +294,23 @@ def apply(
     for count in spec.counts:
         values = frame[count].to_numpy(dtype=float)
         hidden[count], primary[count] = _protect(values, equations, policy.threshold, count)
-    out = frame.copy()
-    for column in (*spec.counts, *(d.column for d in spec.derived)):
-        out[column] = _nullable(frame[column])
+    # Built column by column into one new frame: a page publishes a dozen small tables, and
+    # pandas' per-column assignment, ``where`` and ``astype`` cost more than the rules do.
+    hide = {count: hidden[count] for count in spec.counts} if not analyst else {}
     if not analyst:
-        _hide(out, spec, hidden, policy)
+        hide.update({d.column: _derived_mask(frame, spec, d, hidden) for d in spec.derived})
+    valued = {*spec.counts, *(d.column for d in spec.derived)}
+    columns = {column: _nullable(series, hide.get(column)) if column in valued else series.array
+               for column, series in frame.items()}
     for count in spec.counts:
-        out[_flag(count)] = hidden[count]
+        columns[_flag(count)] = hidden[count]
         if analyst:
-            out[f"{count}_suppression"] = _reasons(hidden[count], primary[count])
-    out.index = df.index
+            columns[f"{count}_suppression"] = _reasons(hidden[count], primary[count]).array
+    out = pd.DataFrame(columns, index=df.index)
+    if policy.rounding is not None and not analyst:
+        for count in spec.counts:
+            rounded = _round(out[count].to_numpy(float, na_value=np.nan), policy)
+            out[count] = pd.Series(rounded, index=out.index).astype(out[count].dtype)
     return out
 
 
@@ -355,10 +362,18 @@ def scan_for_person_keys(df: pd.DataFrame) -> None:
                 if str(c).lower() in PERSON_KEY_COLUMNS]
     problems += [f"column label {c!r} looks like a person key" for c in df.columns
                  if PERSON_KEY_VALUE.search(str(c))]
-    index = df.index.to_frame(index=False)
-    for name, values in [*df.items(), *(("index " + str(n), s) for n, s in index.items())]:
-        if _textual(values) and values.astype("string").str.contains(PERSON_KEY_VALUE).any():
-            problems.append(f"{name!r} holds values that look like person keys")
+    columns = list(df.items())
+    if not isinstance(df.index, pd.RangeIndex):  # a range holds no text
+        index = df.index.to_frame(index=False)
+        columns += [("index " + str(n), s) for n, s in index.items()]
+    textual = [(name, values) for name, values in columns if _textual(values)]
+    # One search over every text value of the table first: tables are scanned on every publish
+    # and hardly ever hold a key, so only a hit pays for finding the column. The values are
+    # joined by newlines, which a key can't span and which \b sees as a boundary.
+    if textual and PERSON_KEY_VALUE.search("\n".join(
+            _texts(values) for _, values in textual)):
+        problems += [f"{name!r} holds values that look like person keys"
+                     for name, values in textual if PERSON_KEY_VALUE.search(_texts(values))]
     if problems:
         raise DisclosureError("person keys must never be published: " + "; ".join(problems))
 
@@ -394,14 +409,18 @@ def _check_table(frame: pd.DataFrame, spec: TableSpec) -> None:
             f"table and spec disagree: missing {missing}, undeclared {undeclared}; declare every "
             "column as a key, label, count or derived value so nothing escapes suppression"
         )
-    if spec.keys and frame.duplicated(list(spec.keys)).any():
+    if frame.columns.has_duplicates:
+        raise ValueError(f"columns {sorted(set(frame.columns[frame.columns.duplicated()]))} "
+                         "appear more than once")
+    if spec.keys and len(set(_key_tuples(frame, spec.keys))) < len(frame):
         raise ValueError(f"key columns {spec.keys} do not identify rows uniquely")
     for column in (*spec.counts, *(d.column for d in spec.derived)):
-        series = frame[column]
-        if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-            raise ValueError(f"column {column!r} is not numeric ({series.dtype})")
+        dtype = frame[column].dtype
+        if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            raise ValueError(f"column {column!r} is not numeric ({dtype})")
     for count in spec.counts:
-        if frame[count].isna().any() or (frame[count] < 0).any():
+        values = frame[count].to_numpy(dtype=float, na_value=np.nan)
+        if np.isnan(values).any() or (values < 0).any():
             raise ValueError(f"count column {count!r} has missing or negative values")
 
 
@@ -462,6 +481,14 @@ def _check_margins(frame: pd.DataFrame, spec: TableSpec, equations: list[Equatio
                     f"{values[parts].sum():g}; declare only totals that add up, or name the count "
                     "in Margin(overlapping=...) when parts can share persons"
                 )
+
+
+def _key_tuples(frame: pd.DataFrame, keys: tuple[str, ...] | list[str]) -> list[tuple]:
+    """Each row's key values as a tuple, every missing value ``None`` (so missing equals
+    missing, as in ``DataFrame.duplicated``): the tables published are small, and plain tuples
+    cost less than pandas' hashing of a column at a time."""
+    return list(zip(*(frame[k].to_numpy(dtype=object, na_value=None) for k in keys),
+                    strict=True))
 
 
 def _groups(frame: pd.DataFrame, keys: list[str]) -> list[np.ndarray]:
@@ -599,29 +626,20 @@ def _derived_mask(
 
 
 def _denominator_rows(frame: pd.DataFrame, spec: TableSpec, derived: Derived) -> np.ndarray:
-    keys = list(spec.keys)
-    rows = pd.MultiIndex.from_frame(frame[keys])
-    wanted = pd.MultiIndex.from_frame(frame[keys].assign(**derived.share_of))
-    positions = rows.get_indexer(wanted)
+    """Each row's denominator row: the row with the same keys but ``share_of``'s values."""
+    rows = _key_tuples(frame, spec.keys)
+    where = {key: position for position, key in enumerate(rows)}  # keys are unique
+    fixed = [(spec.keys.index(k), v) for k, v in derived.share_of.items()]
+    wanted = []
+    for key in rows:
+        asked = list(key)
+        for i, value in fixed:
+            asked[i] = value
+        wanted.append(where.get(tuple(asked), -1))
+    positions = np.array(wanted, dtype=np.int64)
     if (positions < 0).any():
         raise ValueError(f"share {derived.column!r}: denominator rows {derived.share_of} missing")
     return positions
-
-
-def _hide(
-    out: pd.DataFrame,
-    spec: TableSpec,
-    hidden: Mapping[str, np.ndarray],
-    policy: DisclosurePolicy,
-) -> None:
-    """Replace hidden values by NA and round published counts (in place)."""
-    for count in spec.counts:
-        out[count] = out[count].where(~hidden[count])
-        if policy.rounding is not None:
-            rounded = _round(out[count].to_numpy(float, na_value=np.nan), policy)
-            out[count] = pd.Series(rounded, index=out.index).astype(out[count].dtype)
-    for derived in spec.derived:
-        out[derived.column] = out[derived.column].where(~_derived_mask(out, spec, derived, hidden))
 
 
 def _round(values: np.ndarray, policy: DisclosurePolicy) -> np.ndarray:
@@ -632,8 +650,23 @@ def _round(values: np.ndarray, policy: DisclosurePolicy) -> np.ndarray:
     return np.where(values > 0, np.maximum(nearest, least), values)
 
 
-def _nullable(series: pd.Series) -> pd.Series:
-    return series.astype("Int64" if pd.api.types.is_integer_dtype(series) else "Float64")
+def _nullable(series: pd.Series,
+              hidden: np.ndarray | None = None) -> pd.api.extensions.ExtensionArray:
+    """The column as a nullable array (``Int64`` for integers, else ``Float64``), NA where
+    ``hidden``. Plain NumPy columns are wrapped directly (what ``astype`` gives, without its
+    dispatch); anything else goes through ``astype``."""
+    values = series.to_numpy() if isinstance(series.dtype, np.dtype) else None
+    if values is not None and values.dtype == np.int64:
+        mask = np.zeros(len(values), dtype=bool)
+        array = pd.arrays.IntegerArray(values.copy(), mask)
+    elif values is not None and values.dtype == np.float64:
+        array = pd.arrays.FloatingArray(values.copy(), np.isnan(values))
+    else:
+        array = series.astype("Int64" if pd.api.types.is_integer_dtype(series)
+                              else "Float64").array.copy()
+    if hidden is not None and hidden.any():
+        array[hidden] = pd.NA
+    return array
 
 
 def _reasons(hidden: np.ndarray, primary: np.ndarray) -> pd.Series:
@@ -643,6 +676,12 @@ def _reasons(hidden: np.ndarray, primary: np.ndarray) -> pd.Series:
 
 def _flag(count: str) -> str:
     return f"{count}_suppressed"
+
+
+def _texts(values: pd.Series) -> str:
+    """A column's values as text, one a line (missing values left out)."""
+    return "\n".join(v if isinstance(v, str) else str(v)
+                     for v in values.to_numpy(dtype=object, na_value=None) if v is not None)
 
 
 def _textual(values: pd.Series) -> bool:

@@ -15,12 +15,13 @@ import gc
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import pandas as pd
 from ibis.backends import BaseBackend
 
 from workbench.definitions import Definitions, load_definitions
@@ -148,23 +149,43 @@ class Workbench:
         >>> session.measures("opioids", "practice", "2024", by="sex",
         ...                  measures=["patients", "patients_per_1000"])  # doctest: +SKIP
         """
-        if periods is None:
-            raise ValueError("say which period(s): periods='2024', '2024Q1..2024Q4', ...")
-        query = Query.build(
-            self.definitions,
-            groups=groups,
-            level=level,
-            units=units,
-            periods=periods,
-            by=by,
-            filters=filters,
-            measures=measures,
-            non_gp=non_gp,
-            share_within=share_within,
-        )
+        query = self._measures_query(groups, level, periods, units=units, by=by,
+                                     filters=filters, measures=measures, non_gp=non_gp,
+                                     share_within=share_within)
         if self.result_cache is not None and (hit := self.result_cache.lookup(query)) is not None:
             return hit
         return compute_measures(self.registers, self.definitions, query, self.marts)
+
+    def _measures_query(self, groups: str | Iterable[str] | None = None, level: str = "nation",
+                        periods: PeriodsArg = None, **kwargs: Any) -> Query:
+        if periods is None:
+            raise ValueError("say which period(s): periods='2024', '2024Q1..2024Q4', ...")
+        return Query.build(self.definitions, groups=groups, level=level, periods=periods,
+                           **{"units": None, **kwargs})
+
+    def measures_frame(self, asks: Sequence[Mapping[str, Any]],
+                       labels: Sequence[Mapping[str, str]] | None = None) -> pd.DataFrame:
+        """Several :meth:`measures` answers, executed and stacked: ``asks`` are their keyword
+        arguments, ``labels`` constant text columns for each (a page's unit, cluster and nation
+        told apart by ``role``). The frame ``ibis.union(*(measures(**a).mutate(**l)))
+        .to_pandas()`` gives; a batch kernel reads it from the result cache in one statement
+        (:meth:`ResultCache.frame`) instead of compiling the union.
+
+        >>> session.measures_frame([{"groups": "opioids", "level": "nation", "periods": "2024"}],
+        ...                        [{"role": "nation"}])  # doctest: +SKIP
+        """
+        labels = list(labels) if labels is not None else [{} for _ in asks]
+        if len(labels) != len(asks) or not asks:
+            raise ValueError("give one mapping of labels per ask, and at least one ask")
+        if self.result_cache is not None:
+            queries = [self._measures_query(**ask) for ask in asks]
+            found = self.result_cache.frame(list(zip(queries, labels, strict=True)))
+            if found is not None:
+                return found
+        parts = [self.measures(**ask) for ask in asks]
+        parts = [part.mutate(**{k: ibis.literal(v) for k, v in label.items()}) if label else part
+                 for part, label in zip(parts, labels, strict=True)]
+        return (ibis.union(*parts) if len(parts) > 1 else parts[0]).to_pandas()
 
     def _answer(self, query: Query, compute: Any, what: str, *extra: Any) -> ir.Table:
         """``compute(query)``, or a batch's stored answer to it (:mod:`.cache`)."""

@@ -40,12 +40,16 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import ibis
 import ibis.expr.types as ir
+import pandas as pd
+import pyarrow as pa
+import pyarrow.types as pat
 
 from workbench.engine.marts import data_fingerprint, definitions_digest
 from workbench.engine.measures import compute_measures
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
 RESULT_CACHE_ENV = "WORKBENCH_RESULT_CACHE"
 RESULT_CACHE_WATCH_ENV = "WORKBENCH_RESULT_CACHE_WATCH"  # "1": the file may appear later
 ALIAS = "wb_result_cache"
+STAND_IN = "wb_unit_"  # unit ids of a compiled union, replaced by parameters
 INDEX_TABLE = "result_index"
 STATE_TABLE = "result_state"
 SHAPES_TABLE = "result_shapes"  # the page shapes built into the file (see record_shape)
@@ -133,6 +138,7 @@ class ResultCache:
         # millisecond), and a page asks a dozen questions; a stored table doesn't change
         # unless _store replaces it.
         self._opened: dict[str, ir.Table] = {}
+        self._compiled: dict[tuple, tuple[str, list[tuple[int, int]], ir.Table]] = {}
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
@@ -232,11 +238,71 @@ class ResultCache:
                 return None
             name = self._store(query, key, compute)
         self.hits += 1
+        table = self._open(name)
+        if query.units is not None:
+            table = table.filter(table.unit_id.isin(list(query.units)))
+        return table
+
+    def frame(self, parts: Sequence[tuple[Query, Mapping[str, str]]]) -> pd.DataFrame | None:
+        """The stored answers to the queries of ``parts``, each restricted to its units and
+        given its constant text columns (``labels``), executed: exactly the frame
+        ``ibis.union(*(lookup(q).mutate(**labels) for q, labels in parts)).to_pandas()`` gives.
+        None (nothing counted) unless every answer is stored; the caller then asks Ibis.
+
+        A page reads a few slices of a few rows each, and Ibis spends longer compiling such a
+        union than DuckDB spends running it; pages of one shape ask the same union for other
+        units. So the union is compiled once per shape (its stored tables, how many units each
+        part asks for, its labels) with stand-in unit ids, which become parameters: each page
+        runs Ibis' own SQL (same statement, so the same rows in the same order) and converts
+        the result as Ibis' DuckDB backend does.
+        """
+        if not parts or self.writable:
+            return None
+        names = [self.tables.get(query_key(query)) for query, _ in parts]
+        if None in names:
+            return None
+        asked = [(name, query.units) for name, (query, _) in zip(names, parts, strict=True)]
+        if len(set(asked)) < len(asked):
+            return None  # two equal parts: Ibis would share them, and the statement differs
+        shape = tuple((name, None if query.units is None else len(query.units),
+                       tuple(labels.items()))
+                      for name, (query, labels) in zip(names, parts, strict=True))
+        compiled = self._compiled.get(shape)
+        if compiled is None:
+            compiled = self._compiled[shape] = self._compile(shape)
+        sql, order, expr = compiled
+        units = [[str(u) for u in query.units or ()] for query, _ in parts]
+        arrow = self.session.con.con.execute(sql, [units[i][j] for i, j in order])
+        self.hits += len(parts)
+        return _ibis_pandas(arrow.to_arrow_table(), expr)
+
+    def _compile(self, shape: tuple) -> tuple[str, list[tuple[int, int]], ir.Table]:
+        """Ibis' statement for a union of ``shape``, its unit ids as ``?`` parameters, with
+        the positions (part, unit) of the parameters in the order they appear."""
+        parts = []
+        for i, (name, count, labels) in enumerate(shape):
+            table = self._open(name)
+            if count is not None:
+                table = table.filter(table.unit_id.isin(
+                    [f"{STAND_IN}{i}_{j}" for j in range(count)]))
+            if labels:
+                table = table.mutate(**{k: ibis.literal(v) for k, v in labels})
+            parts.append(table)
+        expr = ibis.union(*parts) if len(parts) > 1 else parts[0]
+        sql = self.session.con.compile(expr)
+        stand_ins = [(i, j) for i, (_, count, _) in enumerate(shape) for j in range(count or 0)]
+        quoted = {(i, j): f"'{STAND_IN}{i}_{j}'" for i, j in stand_ins}
+        if any(sql.count(text) != 1 for text in quoted.values()):
+            raise ResultCacheError(f"unexpected statement for a stored union: {sql}")
+        order = sorted(stand_ins, key=lambda ij: sql.index(quoted[ij]))
+        for text in quoted.values():
+            sql = sql.replace(text, "?")
+        return sql, order, expr
+
+    def _open(self, name: str) -> ir.Table:
         table = self._opened.get(name)
         if table is None:
             table = self._opened[name] = self.session.con.table(name, database=(ALIAS, "main"))
-        if query.units is not None:
-            table = table.filter(table.unit_id.isin(list(query.units)))
         return table
 
     def _store(self, query: Query, key: str,
@@ -265,6 +331,20 @@ class ResultCache:
         self.tables[key] = name
         self.computed.append((key, rows, seconds))
         return name
+
+
+def _ibis_pandas(arrow: pa.Table, expr: ir.Table) -> pd.DataFrame:
+    """The Arrow result of ``expr`` as Ibis' DuckDB backend makes it a DataFrame
+    (``Backend.execute``): columns with nulls as Python objects, then Ibis' conversions."""
+    from ibis.backends.duckdb.converter import DuckDBPandasData
+
+    df = pd.DataFrame({
+        name: (column.to_pylist()
+               if pat.is_nested(column.type) or pat.is_dictionary(column.type)
+               or column.null_count else column.to_pandas())
+        for name, column in zip(arrow.column_names, arrow.columns, strict=True)
+    })
+    return expr.__pandas_result__(DuckDBPandasData.convert_table(df, expr.schema()))
 
 
 def _read_index(session: Workbench) -> tuple[str | None, dict[str, str]]:
@@ -371,6 +451,11 @@ class WatchedCache:
             self._misses += 1
             return None
         return cache.lookup(query, compute, what, extra)
+
+    def frame(self, parts: Sequence[tuple[Query, Mapping[str, str]]]) -> pd.DataFrame | None:
+        """As :meth:`ResultCache.frame`, once the file is there."""
+        cache = self.check()
+        return None if cache is None else cache.frame(parts)
 
     def close(self) -> None:
         if self.cache is not None:

@@ -29,6 +29,7 @@ from workbench.pages.choices import (
 from workbench.pages.links import url
 from workbench.pages.view import PageView, RefusedView, audit_event, build, in_voila
 from workbench.paths import Dataset
+from workbench.profiles import Profile, current_profile
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "overview": ("groups", "regions", "clusters", "trend"),
@@ -43,6 +44,25 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 def session_for(data: str = "") -> Workbench:
     """One read-only session per dataset and process (a dashboard kernel rebuilds pages on it)."""
     return connect(Dataset.at(data or None).database)
+
+
+CATALOGS = "page_catalogs"  # the session attribute that keeps them
+
+
+def catalog_for(session: Workbench) -> Catalog:
+    """The catalogue of valid choices for ``session`` under this process's viewing profile,
+    built once: its lists (periods, clusters, practices, drug names) come from a register that
+    does not change under a session, and a kernel that renders page after page would otherwise
+    ask the database for them again on every page. Kept on the session itself (a catalogue
+    refers to its session, so a table keyed by sessions would keep every session alive)."""
+    profile = current_profile()
+    kept: dict[Profile, Catalog] = session.__dict__.setdefault(CATALOGS, {})
+    catalog = kept.get(profile)
+    if catalog is None:
+        catalog = Catalog(session, profile)
+        catalog.periods, catalog.clusters, catalog.practices, catalog.profile  # noqa: B018
+        kept[profile] = catalog  # only once warm: a profile the register refuses raises above
+    return catalog
 
 
 def build_page(kind: str, session: Workbench, catalog: Catalog | None = None,
@@ -60,8 +80,7 @@ def open_page(kind: str, *, data: str | Path = "", **parameters: str) -> PageVie
     refusal is an error (the page fails).
     """
     session = session_for(str(data))
-    catalog = Catalog(session)
-    catalog.periods, catalog.clusters, catalog.practices, catalog.profile  # noqa: B018  (warm)
+    catalog = catalog_for(session)
     if not in_voila():
         return PageView(session, catalog, catalog.resolve(kind, **parameters))
     from voila.utils import get_query_string
@@ -106,6 +125,7 @@ __all__ = [
     "RefusedView",
     "Section",
     "build_page",
+    "catalog_for",
     "open_page",
     "session_for",
     "url",

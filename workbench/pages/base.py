@@ -12,8 +12,11 @@ from the columns actually present. Pages never compute a measure themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
+from weakref import WeakKeyDictionary
 
 import ibis
 import pandas as pd
@@ -35,6 +38,44 @@ from workbench.pages.choices import PARTITIONS, Catalog, Choices, previous_perio
 MAX_GRAPHS = 4
 RATES = ("patients_per_1000", "ddd_per_1000", "ddd_per_1000_per_day")
 MIN_UNITS_FOR_DECILES = 10  # fewer units and deciles would all but name them
+MEMO_SIZE = 128  # answers kept per session (a level's tables: some 30 per theme)
+
+
+T = TypeVar("T")
+_MEMO: WeakKeyDictionary[Workbench, dict[tuple, object]] = WeakKeyDictionary()
+
+
+def memo(session: Workbench, key: tuple, compute: Callable[[], T]) -> T:
+    """An analysis answer kept per session, handed out as a copy.
+
+    The analysis asks about every unit of a level to place one (a funnel needs all practices),
+    so the same national tables come back for every page of a level and period, and again when
+    a dashboard viewer only changes the language or the measure. A session reads one register
+    that does not change under it, so its answers can be kept; the least recently used goes
+    first (a batch worker's per-unit answers never push out the level's own).
+    """
+    store = _MEMO.setdefault(session, {})
+    if key in store:
+        store[key] = store.pop(key)  # used: the newest again, so the level's tables stay
+    else:
+        if len(store) >= MEMO_SIZE:
+            store.pop(next(iter(store)))
+        store[key] = compute()
+    found = store[key]
+    if isinstance(found, tuple):
+        return tuple(v.copy() for v in found)  # type: ignore[return-value]
+    if isinstance(found, pd.DataFrame):
+        return found.copy()  # type: ignore[return-value]
+    return found  # type: ignore[return-value]  (frozen: the analysis' Peers)
+
+
+def memo_key(**values: object) -> tuple:
+    """A hashable memo key from keyword values (lists and dicts made tuples)."""
+    def frozen(v: object) -> object:
+        if isinstance(v, dict):
+            return tuple(sorted(v.items()))
+        return tuple(v) if isinstance(v, list | tuple) else v
+    return tuple(sorted((k, frozen(v)) for k, v in values.items()))
 
 
 @dataclass
@@ -125,7 +166,8 @@ def publish(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     require_safe()
     scan_for_person_keys(df)
     published = apply(df, spec)
-    return published.drop(columns=[c for c in published.columns if c.endswith("_suppression")])
+    reasons = [c for c in published.columns if c.endswith("_suppression")]
+    return published.drop(columns=reasons) if reasons else published
 
 
 class Context:
@@ -238,14 +280,13 @@ class Context:
         units: list[tuple[str, str, str]] | None = None,
     ) -> pd.DataFrame:
         """Measures for the page's unit and its comparators in one query, with a ``role``."""
-        parts = []
-        for role, level, unit in units or self.context_units:
-            table = self.session.measures(
-                groups, level, periods, units=None if level == "nation" else [unit],
-                by=by, filters=filters or None, measures=list(measures) if measures else None,
-            )
-            parts.append(table.mutate(role=ibis.literal(role)))
-        df = ibis.union(*parts).to_pandas()
+        chosen = units or self.context_units
+        df = self.session.measures_frame(
+            [{"groups": groups, "level": level, "periods": periods,
+              "units": None if level == "nation" else [unit], "by": by,
+              "filters": filters or None, "measures": list(measures) if measures else None}
+             for _, level, unit in chosen],
+            [{"role": role} for role, _, _ in chosen])
         return df.drop(columns=[c for c in ("share",) if c in df.columns and not by])
 
     def level_table(
@@ -258,11 +299,33 @@ class Context:
         measures: tuple[str, ...] | None = None,
     ) -> pd.DataFrame:
         """Measures of every unit of a level (or of ``units``) for the page's selection."""
-        table = self.session.measures(
-            group, level, periods, units=units, filters=self.filters or None,
-            measures=list(measures) if measures else ["patients", "listed", self.choices.measure],
-        )
-        return table.to_pandas()
+        return self.session.measures_frame([{
+            "groups": group, "level": level, "periods": periods, "units": units,
+            "filters": self.filters or None,
+            "measures": list(measures) if measures else ["patients", "listed",
+                                                         self.choices.measure]}])
+
+    def published_level(self, level: str, periods: list[str], *, group: str,
+                        measures: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """:meth:`level_table` of every unit of ``level``, published: the same table for every
+        page of a level, period and selection (a cluster page's band of all practices, the
+        nation's line), so kept per session (:func:`memo`)."""
+        def compute() -> pd.DataFrame:
+            df = self.level_table(level, periods, group=group, measures=measures)
+            return publish(df, measure_spec(df, ("level", "unit_id", "period", "group")))
+
+        return memo(self.session, memo_key(
+            what="published_level", level=level, periods=periods, group=group,
+            measures=measures or ("patients", "listed", self.choices.measure),
+            filters=self.filters), compute)
+
+    def practice_band(self, periods: list[str], *, group: str) -> pd.DataFrame | None:
+        """:meth:`deciles` of the nation's published practice values, kept per session like
+        :meth:`published_level`."""
+        return memo(self.session, memo_key(
+            what="practice_band", periods=periods, group=group, measure=self.choices.measure,
+            filters=self.filters),
+            lambda: self.deciles(self.published_level("practice", periods, group=group)))
 
     def deciles(self, published: pd.DataFrame) -> pd.DataFrame | None:
         """National deciles of the measure over *published* unit values, per period; ``None``

@@ -28,27 +28,31 @@ practices' points only to a profile that may see them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import TypeVar
-from weakref import WeakKeyDictionary
+import functools
+import hashlib
+from pathlib import Path
 
 import ibis
 import numpy as np
 import pandas as pd
 
-from workbench.analysis import Peers, contours, funnel, opportunities, peers, standardised
-from workbench.analysis.opportunities import rank
+import workbench.analysis
+from workbench.analysis import Peers, contours, funnel, peers, standardised
+from workbench.analysis.opportunities import opportunity_rows, rank
 from workbench.analysis.standardise import garwood, scaled_interval
 from workbench.disclosure import Derived, Margin, TableSpec
 from workbench.engine import Workbench, parse_period
 from workbench.engine.journeys import OUTCOMES, year_before
 from workbench.engine.peers import DECILES, deciles
+from workbench.engine.query import Query
 from workbench.pages import analysis_charts
 from workbench.pages.base import (
     MIN_UNITS_FOR_DECILES,
     Context,
     Section,
     measure_spec,
+    memo,
+    memo_key,
     publish,
     safe_section,
 )
@@ -62,44 +66,9 @@ FLAG_COLUMNS = ("flag_95", "flag_998")
 FUNNEL_DERIVED = ("expected", "ratio", "ratio_lower", "ratio_upper", "z", "lower_95",
                   "upper_95", "lower_998", "upper_998", *FLAG_COLUMNS)
 FOLLOW_UP = dt.timedelta(days=365)  # the journeys' longest window
-MEMO_SIZE = 64  # answers kept per session
-
-T = TypeVar("T")
-_MEMO: WeakKeyDictionary[Workbench, dict[tuple, object]] = WeakKeyDictionary()
-
-
-def _memo(session: Workbench, key: tuple, compute: Callable[[], T]) -> T:
-    """An analysis answer kept per session, handed out as a copy.
-
-    The analysis asks about every unit of a level to place one (a funnel needs all practices),
-    so the same national tables come back for every page of a level and period, and again when
-    a dashboard viewer only changes the language or the measure. A session reads one register
-    that does not change under it, so its answers can be kept; the least recently used goes
-    first (a batch worker's per-unit answers never push out the level's own).
-    """
-    store = _MEMO.setdefault(session, {})
-    if key in store:
-        store[key] = store.pop(key)  # used: the newest again, so the level's tables stay
-    else:
-        if len(store) >= MEMO_SIZE:
-            store.pop(next(iter(store)))
-        store[key] = compute()
-    found = store[key]
-    if isinstance(found, tuple):
-        return tuple(v.copy() for v in found)  # type: ignore[return-value]
-    if isinstance(found, pd.DataFrame):
-        return found.copy()  # type: ignore[return-value]
-    return found  # type: ignore[return-value]  (frozen: the analysis' Peers)
-
-
-def _key(**values: object) -> tuple:
-    """A hashable memo key from keyword values (lists and dicts made tuples)."""
-    def frozen(v: object) -> object:
-        if isinstance(v, dict):
-            return tuple(sorted(v.items()))
-        return tuple(v) if isinstance(v, list | tuple) else v
-    return tuple(sorted((k, frozen(v)) for k, v in values.items()))
-
+ANALYSIS_DIR = Path(workbench.analysis.__file__).parent
+STORED_ROW = "_row"  # a stored table's row number: the order its pages read it in
+NULL_MARK = "__null"  # a stored column that held nothing but nulls
 
 # --- who may see what, and what is measured -------------------------------------------------
 
@@ -204,11 +173,16 @@ def areas_section(ctx: Context, groups: list[str]) -> Section:
         # session and question; each page takes its own rows
         judged = level_peers(ctx, c.level, groups)
         practices = level_peers(ctx, "practice", groups) if c.level == "cluster" else None
-        raw = _memo(ctx.session, _key(what="opportunities", unit=c.unit, level=c.level,
-                                      period=ctx.period, groups=groups),
-                    lambda: opportunities(ctx.session, c.unit, c.level, ctx.period,
-                                          groups=groups, risks=bool(risks), judged=judged,
-                                          practices=practices).to_pandas())
+        # the cluster's practices from the catalogue (the analysis would ask the register);
+        # a practice of no known cluster is left to the analysis, which refuses it
+        cluster = ctx.catalog.cluster_of(c.level, c.unit)
+        mates = (sorted(p.id for p in ctx.catalog.practices_of(cluster))
+                 if cluster in ctx.catalog.clusters else None)
+        raw = memo(ctx.session, memo_key(what="opportunities", unit=c.unit, level=c.level,
+                                         period=ctx.period, groups=groups),
+                   lambda: opportunity_rows(ctx.session, c.unit, c.level, ctx.period,
+                                            groups=groups, risks=bool(risks), judged=judged,
+                                            practices=practices, cluster_members=mates))
         raw = raw[(raw["kind"] == "group") | raw["item"].isin(risks)].reset_index(drop=True)
         listed = raw["listed"].astype(float)
         reference = _reference_patients(ctx, groups, risks)
@@ -332,7 +306,9 @@ def _flagged_practices(ctx: Context, cluster: str, df: pd.DataFrame, judged: Pee
     the practice level's judgement (``practices``), the cluster's total row its own
     (``judged``)."""
     groups = list(df.loc[df["kind"] == "group", "item"])
-    national = _with_intervals(practices.groups.rename(columns={"expected": "exposure"}),
+    judged_practices = practices.groups  # the cluster's rows only: intervals are row by row
+    mates = judged_practices["unit_id"].isin([p.id for p in ctx.catalog.practices_of(cluster)])
+    national = _with_intervals(judged_practices[mates].rename(columns={"expected": "exposure"}),
                                "patients")
     own = judged.groups[judged.groups["unit_id"] == cluster]
     found = {}
@@ -349,10 +325,73 @@ def _flagged_practices(ctx: Context, cluster: str, df: pd.DataFrame, judged: Pee
 
 def level_peers(ctx: Context, level: str, groups: list[str]) -> Peers:
     """The analysis' judgement of every unit of ``level`` in the page's period, for the theme's
-    groups and every risk (:func:`workbench.analysis.peers`), once per session."""
-    return _memo(ctx.session, _key(what="peers", level=level, period=ctx.period, groups=groups),
-                 lambda: peers(ctx.session, level, ctx.period, groups=groups,
-                               risks=bool(ctx.catalog.definitions.risks)))
+    groups and every risk (:func:`workbench.analysis.peers`), once per session, and in a batch
+    once for all its kernels (:func:`stored_peers`)."""
+    return memo(ctx.session, memo_key(what="peers", level=level, period=ctx.period, groups=groups),
+                 lambda: stored_peers(ctx.session, level, ctx.period, groups,
+                                      risks=bool(ctx.catalog.definitions.risks)))
+
+
+@functools.cache
+def analysis_digest() -> str:
+    """A hash of the analysis' source: stored judgements of another analysis are not used."""
+    digest = hashlib.sha256()
+    for path in sorted(ANALYSIS_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def stored_peers(session: Workbench, level: str, period: str, groups: list[str], *,
+                 risks: bool) -> Peers:
+    """:func:`workbench.analysis.peers` through the batch's result cache.
+
+    The judgement of every unit of a level (standardised ratios and risks in their national
+    funnels) is the same for every page of the level and period, and costs a kernel a sixth of
+    a second per level and theme. The batch's precompute (a writable cache) computes it once
+    and stores its two tables; page kernels read them back (in the computed row order, with the
+    same columns and types) instead of computing. Without a cache, or for a question the cache
+    does not hold, it is computed as before. The key names the analysis' code too: the
+    engine's digest, which guards the cache, does not cover it.
+    """
+    cache = session.result_cache
+
+    @functools.cache
+    def computed() -> Peers:
+        return peers(session, level, period, groups=groups, risks=risks)
+
+    if cache is None or not (risks and session.definitions.risks):  # (pages always ask risks)
+        return computed()
+    query = Query.build(session.definitions, groups=groups, level=level, units=None,
+                        periods=period)
+    found: dict[str, pd.DataFrame] = {}
+    for part in ("groups", "risks"):
+        def compute(_: Query, part: str = part) -> ibis.Table:
+            return _storable(getattr(computed(), part))
+
+        table = cache.lookup(query, compute, f"peers_{part}", (analysis_digest(),))
+        if table is None:
+            return computed()
+        found[part] = _restored(table.to_pandas())
+    return Peers(level, period, "patients", "additive", found["groups"], found["risks"])
+
+
+def _storable(frame: pd.DataFrame) -> ibis.Table:
+    """A computed frame as a table the result cache can store and :func:`_restored` gives back
+    as it was: its row order in :data:`STORED_ROW`, and a column of nothing but nulls (a flag no
+    unit raised: Ibis types it ``null``, which DuckDB can't store) as text, marked by name."""
+    table = ibis.memtable(frame.assign(**{STORED_ROW: np.arange(len(frame))}))
+    nulls = [name for name, dtype in table.schema().items() if dtype.is_null()]
+    return table.rename({f"{name}{NULL_MARK}": name for name in nulls}).cast(
+        {f"{name}{NULL_MARK}": "string" for name in nulls})
+
+
+def _restored(stored: pd.DataFrame) -> pd.DataFrame:
+    """The frame :func:`_storable` stored, in its order, with its columns and types."""
+    frame = stored.sort_values(STORED_ROW, kind="stable").drop(columns=STORED_ROW)
+    frame = frame.reset_index(drop=True)
+    for name in [c for c in frame.columns if c.endswith(NULL_MARK)]:
+        frame[name] = pd.Series([None] * len(frame), dtype=object)
+    return frame.rename(columns={c: c.removesuffix(NULL_MARK) for c in frame.columns})
 
 
 def practice_funnel(
@@ -371,7 +410,7 @@ def practice_funnel(
                          per=1.0).to_pandas()
         return _with_intervals(table, measure), lines
 
-    return _memo(ctx.session, _key(what="practice_funnel", period=ctx.period, groups=groups,
+    return memo(ctx.session, memo_key(what="practice_funnel", period=ctx.period, groups=groups,
                                    measure=measure, filters=filters or {}), compute)
 
 
@@ -388,7 +427,7 @@ def group_funnel(ctx: Context, measure: str) -> tuple[pd.DataFrame, pd.DataFrame
 def _cluster_standardised(ctx: Context, cluster: str, groups: list[str], measure: str,
                           filters: dict[str, str] | None) -> pd.DataFrame:
     """The cluster's own standardised figures (the total row of its practices' funnel)."""
-    return _memo(ctx.session, _key(what="cluster", cluster=cluster, period=ctx.period,
+    return memo(ctx.session, memo_key(what="cluster", cluster=cluster, period=ctx.period,
                                    groups=groups, measure=measure, filters=filters or {}),
                  lambda: standardised(ctx.session, groups, "cluster", ctx.period,
                                       units=[cluster], measure=measure,
@@ -577,10 +616,19 @@ def practice_funnel_section(ctx: Context) -> Section:
     def build() -> Section:
         measure = basis(ctx)
         national, lines = group_funnel(ctx, measure)
-        national = national[[practice_shown(ctx, u) for u in national["unit_id"]]]
-        published = _publish_funnel(ctx, _funnel_columns(national, measure),
-                                    ("level", "unit_id", "period", "group"), measure,
-                                    ctx.filters)
+
+        def shown() -> pd.DataFrame:
+            points = national[[practice_shown(ctx, u) for u in national["unit_id"]]]
+            return _publish_funnel(ctx, _funnel_columns(points, measure),
+                                   ("level", "unit_id", "period", "group"), measure,
+                                   ctx.filters)
+
+        # a profile that sees every practice sees the same published funnel on every practice
+        # page of the group: published once per session (nationally thousands of points)
+        published = (memo(ctx.session, memo_key(
+            what="published_practice_funnel", period=ctx.period, group=c.group,
+            measure=measure, filters=ctx.filters), shown)
+            if ctx.profile.shows_other_practices_raw else shown())
         cluster = ctx.catalog.practices[c.unit].cluster
         mates = {p.id: p.name for p in ctx.catalog.practices_of(cluster)}
         roles = np.where(published["unit_id"] == c.unit, "unit",
@@ -627,7 +675,7 @@ def clusters_funnel_section(ctx: Context, cluster: str, section_id: str, *,
     def build() -> Section:
         c = ctx.choices
         measure = basis(ctx)
-        table = _memo(ctx.session, _key(what="clusters_funnel", period=ctx.period,
+        table = memo(ctx.session, memo_key(what="clusters_funnel", period=ctx.period,
                                         group=c.group, measure=measure, filters=ctx.filters),
                       lambda: funnel(ctx.session, c.group, ctx.period, level="cluster",
                                      indicator=f"standardised_{measure}",
@@ -682,10 +730,10 @@ def decile_trend_section(ctx: Context) -> Section:
         df = ctx.context_table([c.group], ctx.quarters, filters=ctx.filters, measures=wanted,
                                units=units)
         published = publish(df, measure_spec(df, KEYS))
-        practices = ctx.level_table("practice", ctx.quarters, group=c.group, measures=wanted)
-        practices = publish(practices, measure_spec(practices, ("level", "unit_id", "period",
-                                                                 "group")))
-        band = _deciles(practices, measure)
+        band = memo(ctx.session, memo_key(what="practice_deciles", periods=ctx.quarters,
+                                          group=c.group, measure=measure, filters=ctx.filters),
+                    lambda: _deciles(ctx.published_level("practice", ctx.quarters, group=c.group,
+                                                         measures=wanted), measure))
         names = {role: ctx.unit_name(level, unit) for role, level, unit in units}
         table = published.assign(_r=published["role"].map({"unit": 0, "cluster": 1}))
         table = table.sort_values(["_r", "period"]).drop(columns="_r")
@@ -750,7 +798,7 @@ def _unit_rows(ctx: Context, method: str, level: str, unit: str,
     """``session.<method>`` (measures, journeys, risks) for one unit (all of the nation for
     ``nation``), kept per session: the nation's rows, the costliest, serve every page."""
     units = None if level == "nation" else [unit]
-    return _memo(ctx.session, _key(what=method, level=level, units=units or [], **kwargs),
+    return memo(ctx.session, memo_key(what=method, level=level, units=units or [], **kwargs),
                  lambda: getattr(ctx.session, method)(level=level, units=units,
                                                       **kwargs).to_pandas())
 
@@ -781,11 +829,12 @@ def journeys_section(ctx: Context) -> Section:
         order = {o: i for i, o in enumerate(OUTCOMES)}
         names = {role: ctx.unit_name(level, unit) for role, level, unit in ctx.context_units}
         view = {ctx.t("outcome"): [ctx.label("measures", o) for o in OUTCOMES]}
+        first = _first_rows(published, ("role", "outcome"),
+                            ("persons", "share", "persons_suppressed"))
         for role, _, _ in ctx.context_units:
-            mine = published[published["role"] == role].set_index("outcome")
             cells = []
             for outcome in sorted(order, key=order.get):
-                row = mine.loc[outcome]
+                row = first[(role, outcome)]
                 if outcome == "started":
                     cells.append(number(_num(row["persons"]), lang, 0))
                 else:
@@ -825,17 +874,19 @@ def risks_section(ctx: Context) -> Section:
         published = publish(df, spec)
         lang = c.language
         names = {role: ctx.unit_name(level, unit) for role, level, unit in ctx.context_units}
+        first = _first_rows(published, ("risk", "role"),
+                            ("patients_per_1000", "share", "patients_suppressed"))
         rows = []
         for risk in risks:
             for what, column in (("per_1000_short", "patients_per_1000"),
                                  ("share_of_users", "share")):
                 row = {ctx.t("risk"): item_label(ctx, "risk", risk), ctx.t("what"): ctx.t(what)}
                 for role, _, _ in ctx.context_units:
-                    hit = published[(published["risk"] == risk) & (published["role"] == role)]
-                    value = _num(hit[column]) if len(hit) else None
+                    hit = first.get((risk, role))
+                    value = _num(hit[column]) if hit else None
                     if column == "share":
-                        row[names[role]] = ("x" if value is None and len(hit)
-                                            and hit["patients_suppressed"].iloc[0]
+                        row[names[role]] = ("x" if value is None and hit
+                                            and hit["patients_suppressed"]
                                             else "–" if value is None
                                             else f"{number(value * 100, lang, 1)} %")
                     else:
@@ -845,6 +896,17 @@ def risks_section(ctx: Context) -> Section:
         return Section("risks", title, sentence, published, ranking=pd.DataFrame(rows))
 
     return safe_section("risks", title, build)
+
+
+def _first_rows(table: pd.DataFrame, keys: tuple[str, ...],
+                columns: tuple[str, ...]) -> dict[tuple, dict[str, object]]:
+    """``columns`` of the first row of each combination of ``keys``: a table of a page is looked
+    up cell by cell, and a dictionary costs less than a filter per cell."""
+    found: dict[tuple, dict[str, object]] = {}
+    values = zip(*(table[c] for c in (*keys, *columns)), strict=True)
+    for row in values:
+        found.setdefault(row[:len(keys)], dict(zip(columns, row[len(keys):], strict=True)))
+    return found
 
 
 def _num(values: object) -> float | None:

@@ -46,22 +46,24 @@ def key_figures(ctx: Context, table: pd.DataFrame, groups: list[str]) -> list[Ke
     since the previous period (all read from the published table)."""
     measure = ctx.choices.measure
     focus = ctx.context_units[0]
+    # the first row of each group, period and role (looked up, not filtered, per figure)
+    first: dict[tuple, object] = {}
+    for key in zip(table["group"], table["period"], table["role"], table[measure], strict=True):
+        first.setdefault(key[:3], key[3])
     figures = []
     for group in groups:
-        rows = table[table["group"] == group]
-        now = rows[rows["period"] == ctx.period]
-        own = now[now["role"] == focus[0]]
-        value = _num(own[measure].iloc[0]) if len(own) else None
+        own = (group, ctx.period, focus[0])
+        value = _num(first[own]) if own in first else None
         comparisons = []
         for role, level, unit in ctx.context_units[1:]:
-            other = now[now["role"] == role]
+            other = (group, ctx.period, role)
             comparisons.append(
-                (ctx.unit_name(level, unit), _num(other[measure].iloc[0]) if len(other) else None)
+                (ctx.unit_name(level, unit), _num(first[other]) if other in first else None)
             )
         change = None
         if ctx.previous:
-            before = rows[(rows["period"] == ctx.previous) & (rows["role"] == focus[0])]
-            old = _num(before[measure].iloc[0]) if len(before) else None
+            before = (group, ctx.previous, focus[0])
+            old = _num(first[before]) if before in first else None
             if value is not None and old:
                 change = value / old - 1
         label = ctx.focus_label if len(groups) == 1 else ctx.group_label(group)
@@ -126,10 +128,7 @@ def trend_section(ctx: Context, groups: list[str], *, deciles: bool = False) -> 
         names = {role: ctx.unit_name(level, unit) for role, level, unit in ctx.context_units}
         band = None
         if deciles:
-            practices = ctx.level_table("practice", ctx.quarters, group=ctx.choices.group)
-            national = publish(practices, measure_spec(practices, ("level", "unit_id", "period",
-                                                                    "group")))
-            band = ctx.deciles(national)
+            band = ctx.practice_band(ctx.quarters, group=ctx.choices.group)
         if ctx.choices.level == "nation":
             plot = published.assign(_series=published["group"].map(ctx.group_label), _facet="")
             facet, colours = None, {}
@@ -170,8 +169,7 @@ def spread_section(ctx: Context, level: str, section_id: str, *, link_kind: str 
         measure = ctx.choices.measure
         df = ctx.level_table(level, [ctx.period], group=ctx.choices.group)
         published = publish(df, measure_spec(df, ("level", "unit_id", "period", "group")))
-        nation = ctx.level_table("nation", [ctx.period], group=ctx.choices.group)
-        nation = publish(nation, measure_spec(nation, ("level", "unit_id", "period", "group")))
+        nation = ctx.published_level("nation", [ctx.period], group=ctx.choices.group)
         plot = published.assign(
             _label=[ctx.unit_name(level, u) for u in published["unit_id"]],
             _role="peer",
@@ -219,12 +217,8 @@ def practices_section(ctx: Context, cluster: str, *, link_kind: str) -> Section:
         margin = Margin("unit_id", "cluster", overlapping=("patients",))
         published = publish(df, measure_spec(df, ("unit_id", "period", "group"),
                                              margins=(margin,)))
-        national = ctx.level_table("practice", [ctx.period], group=ctx.choices.group)
-        national = publish(national, measure_spec(national, ("level", "unit_id", "period",
-                                                              "group")))
-        band = ctx.deciles(national)
-        nation = ctx.level_table("nation", [ctx.period], group=ctx.choices.group)
-        nation = publish(nation, measure_spec(nation, ("level", "unit_id", "period", "group")))
+        band = ctx.practice_band([ctx.period], group=ctx.choices.group)
+        nation = ctx.published_level("nation", [ctx.period], group=ctx.choices.group)
         rows = published[published["unit_id"] != "cluster"]
         focus = ctx.choices.unit if ctx.choices.level == "practice" else ""
         plot = rows.assign(
