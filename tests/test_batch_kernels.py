@@ -145,3 +145,24 @@ def test_a_failed_warm_up_leaves_the_first_page_its_own_kernel(
     warm_ahead(monkeypatch)
     first = on_new_thread(page, job())
     assert len(fake_kernels) == 2 and fake_kernels[0].killed and first is fake_kernels[1]
+
+
+def test_the_worker_process_is_warmed_too(fake_kernels: list[FakeKernel],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """While its kernel starts, the worker registers Papermill's engine and compiles an HTML
+    exporter: the first page finds both ready instead of paying about half a second."""
+    from papermill.engines import papermill_engines
+
+    from workbench.publish.batch import site
+
+    monkeypatch.setattr(site, "_exporters", [])
+    monkeypatch.setattr(papermill_engines, "_engines",
+                        {k: v for k, v in papermill_engines._engines.items()
+                         if k != executors.ENGINE})
+    warm_ahead(monkeypatch)
+    executors._warming.join()
+    assert len(site._exporters) == 1
+    assert executors.ENGINE in papermill_engines._engines
+    (warmed,) = site._exporters
+    with site._exporter() as exporter:  # the page borrows that one, not a new one
+        assert exporter is warmed

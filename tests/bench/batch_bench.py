@@ -9,7 +9,11 @@ per minute for a region, and the national batch's projected wall time, printed s
   well, so a page's seconds can be read against what is really left of the floor.
 * **Seconds per page kind**: one worker, a slice of the region's batch that holds every page
   kind (``--limit`` per theme), rendered with warm kernels and again with ``--fresh-kernels``;
-  the page's own seconds from the manifest (Papermill run + HTML + CSVs written).
+  the page's own seconds from the manifest (Papermill run + HTML + CSVs written). The warm
+  slice holds several clusters with their practices (:data:`WARM_SLICE`), as a batch does: a
+  kernel's first page of a kind also computes what every later one reuses (a level's tables
+  and deciles), so a one-cluster slice would weigh that once-per-kernel cost as if every
+  cluster page paid it. The fresh-kernel slice is the short one (every page pays everything).
 * **Region**: the whole batch of the generated region (both themes, analyst profile so practice
   pages are included), default workers (the cores): pages per minute of the rendering phase.
 * **Projection**: the national batch's page count from the region's pages per cluster and per
@@ -41,6 +45,7 @@ NATION_CLUSTERS, NATION_PRACTICES = 118, 1925
 KINDS = ("overview", "cluster_insight", "cluster_intervention", "practice_insight",
          "practice_intervention")
 SLICE = 14  # pages per theme: the overview, the first cluster, its first practices
+WARM_SLICE = 60  # pages per theme: the overview and the first clusters with their practices
 
 
 def region_data() -> Path:
@@ -136,9 +141,9 @@ def bench_batch(nation_data: Path) -> dict:
 
     # seconds per page kind: one worker, warm kernels, then fresh kernels (cache reused)
     slice_out = work / "slice"
-    warm, _ = render(data, slice_out, "--limit", str(SLICE), "--workers", "1")
-    fresh, _ = render(data, slice_out, "--limit", str(SLICE), "--workers", "1",
-                      "--fresh-kernels", "--force")
+    warm, _ = render(data, slice_out, "--limit", str(WARM_SLICE), "--workers", "1")
+    fresh, _ = render(data, work / "fresh", "--limit", str(SLICE), "--workers", "1",
+                      "--fresh-kernels")
     kinds = {}
     for kind in KINDS:
         w, f = per_kind(warm).get(kind), per_kind(fresh).get(kind)

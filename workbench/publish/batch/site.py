@@ -128,6 +128,13 @@ def _exporter() -> Iterator[object]:
         _exporters.append(exporter)
 
 
+def warm_exporter() -> None:
+    """Compile an exporter's templates now (a worker does it while the batch precomputes), so
+    the worker's first page doesn't."""
+    with _exporter() as exporter:
+        exporter.from_notebook_node(nbformat.v4.new_notebook())
+
+
 def page_html(nb: nbformat.NotebookNode, task: PageTask, planned: set[str] | frozenset[str],
               language: str) -> str:
     """The executed notebook as a standalone HTML page without code."""
