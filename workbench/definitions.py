@@ -301,11 +301,16 @@ class Definitions:
         raise ValueError(f"age {age} is in no age band")
 
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path) -> object:
     if not path.exists():
         raise DefinitionsError(f"{path}: file not found; the workbench needs it in parameters/")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's safe loader where PyYAML has it: the same documents, read ~5x faster
+        # (every kernel reads the definitions before its first page)
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise DefinitionsError(f"{path}: not valid YAML: {exc}") from exc
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from workbench.definitions import DefinitionsError, Label, load_definitions
+from workbench.definitions import SAFE_LOADER, DefinitionsError, Label, load_definitions
 from workbench.paths import PARAMETERS_DIR
 
 LANGUAGES = ("da", "en")
@@ -52,7 +52,8 @@ class Glossary:
 def glossary(parameters_dir: Path = PARAMETERS_DIR) -> Glossary:
     path = parameters_dir / "glossary.yaml"
     try:
-        parsed = GlossaryFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        parsed = GlossaryFile.model_validate(yaml.load(path.read_text(encoding="utf-8"),
+                                                             Loader=SAFE_LOADER))
     except (OSError, yaml.YAMLError) as exc:
         raise DefinitionsError(f"{path}: cannot read the glossary: {exc}") from exc
     except ValidationError as exc:

@@ -159,12 +159,17 @@ _busy: dict[int, Kernel] = {}  # by thread ident, while its page renders
 _lock = threading.Lock()
 
 
-# What a worker's kernel runs before its first page: the imports every page makes, and a figure
-# drawn in the house style (fonts found and loaded). Nothing that reads the data: the result
-# cache may still be being written.
+# What a worker's kernel runs before its first page: the imports every page makes (with the
+# DuckDB backend and SQL dialects Ibis imports on first use), the definitions and glossary
+# read, and a figure drawn in the house style (fonts found and loaded). Nothing that reads the
+# data: the result cache may still be being written.
 WARM_UP = """\
 import io
+import ibis
 import workbench.pages
+from workbench.definitions import load_definitions
+from workbench.glossary import glossary
+ibis.duckdb, load_definitions(), glossary()
 from workbench.pages import charts, render
 render.svg(charts.grouped_bars(
     __import__("pandas").DataFrame({"c": ["a"], "s": ["b"], "v": [1.0]}), category="c",
