@@ -118,7 +118,11 @@ def test_the_words_of_a_figure_are_read(tmp_path) -> None:
               '</text><text>K025</text></g></svg>')
     data = base64.b64encode(figure.encode()).decode()
     page = f'<figure><img alt="Praksis" src="data:image/svg+xml;base64,{data}"></figure>'
-    folder = _folder(tmp_path, {"p.html": page, "q.html": page.replace(data, data[:-5] + "!")})
+    icon = base64.b64encode(b'<svg><path d="M0 0" /></svg>').decode().rstrip("=")  # unpadded,
+    assert len(icon) % 4  # as a stylesheet's icon may be: a browser reads it, and so do we
+    page += f'<style>.x{{background:url(data:image/svg+xml;base64,{icon})}}</style>'
+    broken = base64.b64encode(b"\xff\xfe<svg/>").decode()  # not UTF-8: can't be read
+    folder = _folder(tmp_path, {"p.html": page, "q.html": page.replace(data, broken)})
     found = sorted((f.file, f.kind, f.detail) for f in scan(folder, Profile("public"),
                                                              PRACTICES).findings)
     # the base64 itself holds none of the words: only reading the figure finds them

@@ -245,8 +245,10 @@ class _Scanner:
                     continue
                 self.csv(data, name, f"{where}, embedded CSV {i}")
             elif match.group(1) == "image/svg+xml":  # a figure: its words are text
+                data = match.group(2)  # browsers take it unpadded (stylesheets' icons often are)
                 try:
-                    figure = base64.b64decode(match.group(2), validate=True).decode("utf-8")
+                    figure = base64.b64decode(data + "=" * (-len(data) % 4),
+                                              validate=True).decode("utf-8")
                 except (binascii.Error, UnicodeDecodeError) as exc:
                     self.add(name, where, "unreadable", f"embedded figure {i}: {exc}")
                     continue
