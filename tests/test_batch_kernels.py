@@ -45,6 +45,9 @@ class FakeKernel:
     def kill(self) -> None:
         self.killed = True
 
+    def kill_process(self) -> None:
+        self.killed = True
+
 
 @pytest.fixture
 def fake_kernels(monkeypatch: pytest.MonkeyPatch) -> list[FakeKernel]:
@@ -52,6 +55,7 @@ def fake_kernels(monkeypatch: pytest.MonkeyPatch) -> list[FakeKernel]:
     monkeypatch.setattr(executors, "Kernel", FakeKernel)
     monkeypatch.setattr(executors, "_idle", [])
     monkeypatch.setattr(executors, "_busy", {})
+    monkeypatch.setattr(executors, "_starting", [])
     monkeypatch.setattr(executors, "_warming", None)
     monkeypatch.setattr(FakeClient, "status", "ok")
     return FakeKernel.started
@@ -166,3 +170,34 @@ def test_the_worker_process_is_warmed_too(fake_kernels: list[FakeKernel],
     (warmed,) = site._exporters
     with site._exporter() as exporter:  # the page borrows that one, not a new one
         assert exporter is warmed
+
+
+def test_a_dying_worker_kills_every_kernel_without_waiting(fake_kernels: list[FakeKernel]) -> None:
+    """On the way out (SIGTERM, or the batch gone) the idle, the busy and a starting kernel are
+    killed even while a page's thread holds the kernels' lock."""
+    idle, busy, starting = (FakeKernel({"WORKBENCH_DATA": x}, "/pages") for x in "abc")
+    executors._idle.append(idle)
+    executors._busy[1] = busy
+    executors._starting.append(starting)
+    with executors._lock:  # as if a page were taking a kernel right now
+        executors._kill_kernels_now()
+    assert idle.killed and busy.killed and starting.killed
+
+
+def test_a_worker_leaves_when_its_batch_is_gone(fake_kernels: list[FakeKernel],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent watch: once the worker is reparented (the batch was SIGKILLed), its kernels
+    are killed and it exits, without any signal reaching Python."""
+    parents = iter([100, 100, 1])
+    monkeypatch.setattr(executors.os, "getppid", lambda: next(parents))
+    monkeypatch.setattr(executors, "PARENT_POLL_SECONDS", 0.0)
+    kernel = FakeKernel({"WORKBENCH_DATA": "a"}, "/pages")
+    executors._idle.append(kernel)
+
+    def exit_(code: int) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(executors.os, "_exit", exit_)
+    with pytest.raises(SystemExit) as left:
+        executors._watch_parent(100)
+    assert left.value.code == 143 and kernel.killed

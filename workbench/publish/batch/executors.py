@@ -134,13 +134,18 @@ class Kernel:
         if reply["content"]["status"] != "ok":
             raise RuntimeError("the kernel could not be reset")
 
-    def kill(self) -> None:
-        """Stop the kernel now (also from a signal handler: no waiting on messages)."""
+    def kill_process(self) -> None:
+        """Kill the kernel's process group, and nothing else: safe on the way out of a dying
+        worker, whatever its other threads are doing."""
         provisioner = getattr(self.km, "provisioner", None)
         pgid = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
         if pgid:
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        """Stop the kernel now and free what this process holds of it."""
+        self.kill_process()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.stop_channels()  # type: ignore[attr-defined]
@@ -156,6 +161,7 @@ class Kernel:
 # worker may render several at once, so a kernel is lent per page, not tied to a thread.
 _idle: list[Kernel] = []
 _busy: dict[int, Kernel] = {}  # by thread ident, while its page renders
+_starting: list[Kernel] = []  # the one the warm-up is starting, until it is idle
 _lock = threading.Lock()
 
 
@@ -199,6 +205,7 @@ def _warm_kernel(env: dict[str, str], cwd: str) -> None:
     except Exception:  # the first page starts one itself (and reports what goes wrong)
         _warm_process()
         return
+    _starting.append(kernel)
     _warm_process()
     try:
         reply = kernel.client.execute_interactive(  # type: ignore[attr-defined]
@@ -208,9 +215,11 @@ def _warm_kernel(env: dict[str, str], cwd: str) -> None:
             raise RuntimeError("the kernel's warm-up failed")
     except Exception:
         kernel.kill()
+        _starting.remove(kernel)
         return
     with _lock:
         _idle.append(kernel)
+        _starting.remove(kernel)
 
 
 def _kernel_for(job: Job) -> Kernel:
@@ -412,9 +421,33 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _kill_kernels_now() -> None:
+    """Kill every kernel of this dying worker: no lock (a page's thread may hold it), no client
+    shut down (a page's thread may be using its sockets; the exit closes them), nothing that
+    can wait. A kernel the warm-up is still starting is killed too."""
+    for kernel in [*_starting, *_idle, *_busy.values()]:
+        kernel.kill_process()
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
-    kill_kernels()
+    _kill_kernels_now()
     os._exit(128 + signum)
+
+
+PARENT_POLL_SECONDS = 0.5
+
+
+def _watch_parent(parent: int) -> None:
+    """Leave with the batch, whatever happens to signals: poll the parent's pid.
+
+    A SIGKILLed batch's workers get SIGTERM from Linux (:func:`_die_with_parent`), but that
+    handler is Python's and runs only when the main thread gets to run Python; a CI run once
+    found a worker and its kernel still alive 30 s after the batch was killed. This thread
+    sees the worker reparented within half a second and takes its kernels with it."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    _kill_kernels_now()
+    os._exit(128 + signal.SIGTERM)
 
 
 def _init_worker(planned: frozenset[str], warm: tuple[dict[str, str], str] | None) -> None:
@@ -429,6 +462,8 @@ def _init_worker(planned: frozenset[str], warm: tuple[dict[str, str], str] | Non
         _warming = threading.Thread(target=_warm_process, name="warm worker", daemon=True)
     _warming.start()
     _die_with_parent()
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="watch the batch",
+                     daemon=True).start()
     # a pool's worker leaves through os._exit: atexit never runs, its finalizers do
     multiprocessing.util.Finalize(None, kill_kernels, exitpriority=100)
     signal.signal(signal.SIGTERM, _on_sigterm)
