@@ -229,6 +229,41 @@ def test_the_checker_sees_a_cut_off_title_and_crowded_ticks() -> None:
     assert layout_problems(fine) == []
 
 
+def test_kept_font_metrics_give_matplotlibs_own_bytes(built) -> None:
+    """Every figure of every page drawn by the SVG canvas with kept text metrics
+    (:mod:`workbench.pages.fonts`) gives exactly the bytes of matplotlib's own SVG canvas, and
+    matplotlib's text layout does ask for the kept metrics (else the speed-up is lost)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.text import Text
+
+    from workbench.pages import fonts
+
+    fonts._line_metrics.clear()
+    fonts._svg_sizes.clear()
+    figures = [s.figure for page in built.values() for s in page.sections
+               if s.figure is not None]
+    assert len(figures) >= 20
+    for figure in figures:
+        render.svg(figure)  # laid out (by the kept Agg renderer) and drawn once
+        ours, theirs = io.BytesIO(), io.BytesIO()
+        with matplotlib.rc_context(render.SVG_RC):
+            figure.savefig(ours, format="svg", metadata={"Date": None},
+                           backend=render.SVG_BACKEND)
+            figure.savefig(theirs, format="svg", metadata={"Date": None})
+        assert ours.getvalue() == theirs.getvalue()
+    assert fonts._line_metrics and fonts._svg_sizes
+    # the layout's measurements too: a multi-line, rotated Danish label at two resolutions
+    from matplotlib.figure import Figure
+
+    for dpi in (72.0, 100.0):
+        text = Text(0, 0, "Æbleskiver og\nøl (DDD/1000/døgn)", rotation=30, fontsize=9.5)
+        text.set_figure(Figure(dpi=dpi))
+        kept, own = (text._get_layout(r(1, 1, dpi))
+                     for r in (fonts.MeasuringRendererAgg, RendererAgg))
+        assert kept[0].bounds == own[0].bounds and kept[1:] == own[1:]
+
+
 def test_danish_pages_write_decimal_commas_csv_keeps_points(built, session, catalog) -> None:
     page = built[("cluster_insight", "psychotropics")]
     ranking = page.section("ranking")

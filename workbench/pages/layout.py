@@ -20,11 +20,12 @@ ticks (:mod:`tests.page_checks`).
 from __future__ import annotations
 
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import LayoutEngine
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
+
+from workbench.pages.fonts import MeasuringRendererAgg
 
 PAD_INCHES = 0.06  # from the image's edge to the outermost text
 GAP_INCHES = 0.10  # between the legend, the title and the panels, and between two panels
@@ -95,17 +96,17 @@ class _Panel:
             self.reach["right"] = max(0.0, max(b.x1 for b in boxes) - box.x1)
 
 
-_renderers: dict[float, RendererAgg] = {}
+_renderers: dict[float, MeasuringRendererAgg] = {}
 
 
-def _measuring_renderer(dpi: float) -> RendererAgg:
+def _measuring_renderer(dpi: float) -> MeasuringRendererAgg:
     """One Agg renderer per resolution, kept: matplotlib caches a text's size per renderer, and
     most texts (tick numbers, axis labels, legend entries) recur from figure to figure, so a
     kept renderer measures each once per kernel rather than once per figure. The figure itself
     is drawn by the renderer of its format; only the layout is measured here."""
     renderer = _renderers.get(dpi)
     if renderer is None:
-        renderer = _renderers[dpi] = RendererAgg(1, 1, dpi)
+        renderer = _renderers[dpi] = MeasuringRendererAgg(1, 1, dpi)
     return renderer
 
 

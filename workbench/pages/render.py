@@ -23,6 +23,7 @@ from workbench.pages.style import number
 # A figure's SVG: its texts stay text (the reader's sans-serif draws them, and a scan of the
 # page can read them), and the same figure gives the same bytes (no date, fixed ids).
 SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "workbench"}
+SVG_BACKEND = "module://workbench.pages.fonts"  # matplotlib's SVG, text measured once
 
 CSS = """
 <style>
@@ -166,7 +167,7 @@ def svg(figure: Figure) -> str:
             figure.set_layout_engine(None)
         buffer = io.BytesIO()
         with matplotlib.rc_context(SVG_RC):
-            figure.savefig(buffer, format="svg", metadata={"Date": None})
+            figure.savefig(buffer, format="svg", metadata={"Date": None}, backend=SVG_BACKEND)
         cached = base64.b64encode(buffer.getvalue()).decode("ascii")
         figure._wb_svg = cached  # type: ignore[attr-defined]
     return cached
