@@ -264,8 +264,9 @@ def _reference_patients(ctx: Context, groups: list[str],
                         risks: list[str]) -> dict[tuple[str, str], int]:
     """``(kind, item) -> the nation's patients`` of every group and risk of the areas table."""
     found = {}
-    nation = _unit_rows(ctx, "measures", "nation", "DK", groups=groups, periods=ctx.period,
-                        measures=["patients"])
+    # asked as the published funnels ask (sorted, no filters): one answer serves both
+    nation = _unit_rows(ctx, "measures", "nation", "DK", groups=sorted(groups),
+                        periods=ctx.period, filters=None, measures=["patients"])
     found.update({("group", g): int(n) for g, n in zip(nation["group"], nation["patients"],
                                                        strict=True)})
     if risks:
@@ -311,12 +312,13 @@ def _flagged_practices(ctx: Context, cluster: str, df: pd.DataFrame, judged: Pee
     national = _with_intervals(judged_practices[mates].rename(columns={"expected": "exposure"}),
                                "patients")
     own = judged.groups[judged.groups["unit_id"] == cluster]
-    found = {}
-    for group in groups:
-        shown = cluster_points(ctx, national[national["group"] == group],
-                               own[own["group"] == group], cluster, "patients", None)
-        found[group] = float((shown["flag_998"] == "high").sum())
-    return [found.get(i, np.nan) if k == "group" else np.nan
+    # every group's funnel published at once: its margin holds group by group, so each group's
+    # rows are suppressed exactly as on the group's own page
+    shown = cluster_points(ctx, national[national["group"].isin(groups)],
+                           own[own["group"].isin(groups)], cluster, "patients", None,
+                           keys=("group", "unit_id"))
+    found = (shown["flag_998"] == "high").groupby(shown["group"]).sum()
+    return [float(found.get(i, 0)) if k == "group" else np.nan
             for k, i in zip(df["kind"], df["item"], strict=True)]
 
 
@@ -491,10 +493,12 @@ def _publish_funnel(ctx: Context, df: pd.DataFrame, keys: tuple[str, ...], measu
 
 
 def cluster_points(ctx: Context, national: pd.DataFrame, own: pd.DataFrame, cluster: str,
-                   measure: str, filters: dict[str, str] | None) -> pd.DataFrame:
+                   measure: str, filters: dict[str, str] | None,
+                   keys: tuple[str, ...] = ("unit_id",)) -> pd.DataFrame:
     """The cluster's practices of one group's national funnel (``national``), with the cluster
     itself (``own``: its :func:`~workbench.analysis.standardised` row) as a declared total row
-    (``unit_id`` ``cluster``), published; flags in words."""
+    (``unit_id`` ``cluster``), published; flags in words. With ``keys`` ``("group",
+    "unit_id")``, several groups' funnels at once, each with its own total row."""
     members = [p.id for p in ctx.catalog.practices_of(cluster) if practice_shown(ctx, p.id)]
     rows = _funnel_columns(national[national["unit_id"].isin(members)], measure)
     total = pd.DataFrame({
@@ -508,7 +512,7 @@ def cluster_points(ctx: Context, national: pd.DataFrame, own: pd.DataFrame, clus
                    ignore_index=True).drop(columns="level")
     # the nation's patients stand on every row: the same persons, overlapping entirely
     margin = Margin("unit_id", "cluster", overlapping=("patients", "reference_patients"))
-    return _publish_funnel(ctx, df, ("unit_id",), measure, filters, margins=(margin,))
+    return _publish_funnel(ctx, df, keys, measure, filters, margins=(margin,))
 
 
 def _lines(lines: pd.DataFrame, group: str) -> pd.DataFrame:
