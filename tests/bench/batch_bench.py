@@ -7,13 +7,14 @@ per minute for a region, and the national batch's projected wall time, printed s
   of the reused-kernel floor is a new client's 0.2 s wait for the kernel to be ready, which the
   batch's workers no longer pay (they keep the kernel's client too): that path is printed as
   well, so a page's seconds can be read against what is really left of the floor.
-* **Seconds per page kind**: one worker, a slice of the region's batch that holds every page
-  kind (``--limit`` per theme), rendered with warm kernels and again with ``--fresh-kernels``;
-  the page's own seconds from the manifest (Papermill run + HTML + CSVs written). The warm
-  slice holds several clusters with their practices (:data:`WARM_SLICE`), as a batch does: a
-  kernel's first page of a kind also computes what every later one reuses (a level's tables
-  and deciles), so a one-cluster slice would weigh that once-per-kernel cost as if every
-  cluster page paid it. The fresh-kernel slice is the short one (every page pays everything).
+* **Seconds per page kind**: one worker renders the region's whole batch with warm kernels,
+  as a batch does (every page, in the batch's order), and a slice of it again with
+  ``--fresh-kernels``; the page's own seconds from the manifest (Papermill run + HTML + CSVs
+  written), median per kind. A kernel's first page of a kind and theme also computes what
+  every later one reuses (a level's published tables and deciles); the whole batch weighs
+  that once per kernel and theme, as it is paid (a slice of two clusters would weigh it on
+  every other cluster page). Those first pages' median is printed beside it. The
+  fresh-kernel slice is the short one (every page pays everything).
 * **Region**: the whole batch of the generated region (both themes, analyst profile so practice
   pages are included), default workers (the cores): pages per minute of the rendering phase.
 * **Projection**: the national batch's page count from the region's pages per cluster and per
@@ -44,8 +45,7 @@ REGION = "1081"
 NATION_CLUSTERS, NATION_PRACTICES = 118, 1925
 KINDS = ("overview", "cluster_insight", "cluster_intervention", "practice_insight",
          "practice_intervention")
-SLICE = 14  # pages per theme: the overview, the first cluster, its first practices
-WARM_SLICE = 60  # pages per theme: the overview and the first clusters with their practices
+SLICE = 14  # pages per theme (fresh kernels): the overview, the first cluster, its practices
 
 
 def region_data() -> Path:
@@ -120,11 +120,16 @@ def render(data: Path, out: Path, *extra: str) -> tuple[dict, object]:
 
 
 def per_kind(manifest: dict) -> dict[str, dict]:
+    """Median seconds per page kind, and of each worker's first page of a kind and theme."""
     found: dict[str, list[float]] = {}
-    for entry in manifest["pages"]:
+    first: dict[tuple[str, str, str], float] = {}
+    for entry in sorted(manifest["pages"], key=lambda e: e.get("started_at") or ""):
         if entry["status"] == "ok" and entry.get("seconds") is not None:
             found.setdefault(entry["page"], []).append(entry["seconds"])
-    return {k: {"median": statistics.median(v), "pages": len(v)} for k, v in found.items()}
+            first.setdefault((entry["worker"], entry["theme"], entry["page"]), entry["seconds"])
+    return {k: {"median": statistics.median(v), "pages": len(v),
+                "first": statistics.median(s for (_, _, kind), s in first.items() if kind == k)}
+            for k, v in found.items()}
 
 
 def registers_rows(data: Path) -> int:
@@ -139,16 +144,19 @@ def bench_batch(nation_data: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix="wb-batch-bench-"))
     floor = papermill_floor()
 
-    # seconds per page kind: one worker, warm kernels, then fresh kernels (cache reused)
-    slice_out = work / "slice"
-    warm, _ = render(data, slice_out, "--limit", str(WARM_SLICE), "--workers", "1")
+    # seconds per page kind: one worker, warm kernels over the batch, then a slice with fresh
+    # kernels (cache reused)
+    limit = os.environ.get("WORKBENCH_BENCH_BATCH_LIMIT")
+    warm, _ = render(data, work / "warm", *(("--limit", limit) if limit else ()), "--workers",
+                     "1")
     fresh, _ = render(data, work / "fresh", "--limit", str(SLICE), "--workers", "1",
                       "--fresh-kernels")
     kinds = {}
     for kind in KINDS:
         w, f = per_kind(warm).get(kind), per_kind(fresh).get(kind)
         kinds[kind] = {
-            "warm_seconds": w and round(w["median"], 2), "fresh_seconds": f and round(
+            "warm_seconds": w and round(w["median"], 2),
+            "warm_first_seconds": w and round(w["first"], 2), "fresh_seconds": f and round(
                 f["median"], 2), "pages": w and w["pages"],
             "warm_vs_floor": w and round(w["median"] / floor["fresh_kernel"], 2),
             "warm_vs_warm_floor": w and round(w["median"] / floor["same_kernel"], 2),
@@ -156,7 +164,6 @@ def bench_batch(nation_data: Path) -> dict:
         }
 
     # the region: every page, default workers
-    limit = os.environ.get("WORKBENCH_BENCH_BATCH_LIMIT")
     region_out = work / "region"
     manifest, sample = render(data, region_out, *(("--limit", limit) if limit else ()))
     run = manifest["batch"]["run"]
@@ -223,15 +230,18 @@ def _print(r: dict) -> None:
         print(f"       the batch's own path (same kernel, its client kept as well): "
               f"{floor['same_kernel_and_client']:.2f} s")
     print(f"{'page kind':24s} {'warm kernel':>12s} {'× fresh':>8s} {'× warm':>7s} "
-          f"{'fresh kernel':>13s} {'× fresh':>8s} {'pages':>6s}")
+          f"{'1st of kind':>12s} {'fresh kernel':>13s} {'× fresh':>8s} {'pages':>6s}")
     for kind, k in r["kinds"].items():
         def cell(v: float | None, width: int, unit: str = "") -> str:
             return f"{'-' if v is None else f'{v:.2f}{unit}':>{width}s}"
 
         print(f"{kind:24s} {cell(k['warm_seconds'], 12, ' s')} {cell(k['warm_vs_floor'], 8)} "
-              f"{cell(k.get('warm_vs_warm_floor'), 7)} {cell(k['fresh_seconds'], 13, ' s')} "
+              f"{cell(k.get('warm_vs_warm_floor'), 7)} "
+              f"{cell(k.get('warm_first_seconds'), 12, ' s')} {cell(k['fresh_seconds'], 13, ' s')} "
               f"{cell(k['fresh_vs_floor'], 8)} "
               f"{k['pages'] or 0:6d}")
+    print("(warm kernel: one worker over the whole batch; 1st of kind: a kernel's first page "
+          "of a kind and theme, which computes the level's tables the later ones reuse)")
     g = r["region"]
     pre = g["precompute"] or {}
     print(f"\n== render --area {g['area']} --theme all (analyst profile), {g['workers']} "
