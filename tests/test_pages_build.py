@@ -123,3 +123,34 @@ def test_storing_keeps_a_column_of_nulls_and_an_empty_frame() -> None:
     assert frames_identical(findings._restored(findings._storable(frame).to_pandas()), frame)
     empty = frame.iloc[:0].reset_index(drop=True)
     assert frames_identical(findings._restored(findings._storable(empty).to_pandas()), empty)
+
+
+def test_a_units_answers_do_not_push_out_a_levels(monkeypatch) -> None:
+    """A batch kernel renders dozens of practice pages between two cluster pages: their
+    per-unit answers must not push out the level's tables the next cluster page reuses."""
+    from workbench.pages import base
+
+    class Session:  # stands in for a Workbench: the memo only needs a weak reference
+        pass
+
+    session = Session()
+    monkeypatch.setattr(base, "MEMO_SIZE", 3)
+    monkeypatch.setattr(base, "LEVEL_MEMO_SIZE", 2)
+    computed: list[dict] = []
+
+    def ask(**key: object) -> pd.DataFrame:
+        return base.memo(session, base.memo_key(**key),  # type: ignore[arg-type]
+                         lambda: computed.append(key) or pd.DataFrame({"n": [len(computed)]}))
+
+    level = {"what": "published_level", "level": "cluster", "units": []}
+    first = ask(**level)
+    for i in range(10):  # ten practices' answers, more than the units' memo holds
+        ask(what="opportunities", unit=f"p{i}", level="practice")
+        ask(what="measures", level="practice", units=[f"p{i}"])
+    assert ask(**level).equals(first) and computed.count(level) == 1
+    ask(what="opportunities", unit="p0", level="practice")  # pushed out long ago: asked again
+    assert sum(k.get("unit") == "p0" for k in computed) == 2
+    for other in ("region", "nation"):  # the levels' own memo is bounded too
+        ask(what="published_level", level=other, units=[])
+    ask(**level)
+    assert computed.count(level) == 2

@@ -38,11 +38,15 @@ from workbench.pages.choices import PARTITIONS, Catalog, Choices, previous_perio
 MAX_GRAPHS = 4
 RATES = ("patients_per_1000", "ddd_per_1000", "ddd_per_1000_per_day")
 MIN_UNITS_FOR_DECILES = 10  # fewer units and deciles would all but name them
-MEMO_SIZE = 128  # answers kept per session (a level's tables: some 30 per theme)
+MEMO_SIZE = 128  # one unit's answers kept per session (a page asks about 5–10)
+LEVEL_MEMO_SIZE = 256  # a level's answers kept per session (some 30 per theme and selection)
+UNIT_FIELDS = ("unit", "units", "cluster")  # memo key fields naming the unit(s) asked about
 
 
 T = TypeVar("T")
-_MEMO: WeakKeyDictionary[Workbench, dict[tuple, object]] = WeakKeyDictionary()
+# per session: (a level's answers, one unit's answers), each least recently used first
+_MEMO: WeakKeyDictionary[Workbench, tuple[dict[tuple, object], dict[tuple, object]]] = (
+    WeakKeyDictionary())
 
 
 def memo(session: Workbench, key: tuple, compute: Callable[[], T]) -> T:
@@ -52,13 +56,18 @@ def memo(session: Workbench, key: tuple, compute: Callable[[], T]) -> T:
     so the same national tables come back for every page of a level and period, and again when
     a dashboard viewer only changes the language or the measure. A session reads one register
     that does not change under it, so its answers can be kept; the least recently used goes
-    first (a batch worker's per-unit answers never push out the level's own).
+    first. A level's answers and one unit's are kept apart: a batch kernel renders some thirty
+    practice pages between two cluster pages, and their per-unit answers would otherwise push
+    out the cluster level's tables, which every cluster page would then build again.
     """
-    store = _MEMO.setdefault(session, {})
+    levels, units = _MEMO.setdefault(session, ({}, {}))
+    fields = dict(key)
+    per_unit = any(fields.get(name) for name in UNIT_FIELDS)
+    store, size = (units, MEMO_SIZE) if per_unit else (levels, LEVEL_MEMO_SIZE)
     if key in store:
         store[key] = store.pop(key)  # used: the newest again, so the level's tables stay
     else:
-        if len(store) >= MEMO_SIZE:
+        if len(store) >= size:
             store.pop(next(iter(store)))
         store[key] = compute()
     found = store[key]
