@@ -30,9 +30,13 @@ class FakeKernel:
 
     started: list[FakeKernel] = []
 
+    worn = executors.Kernel.worn  # the real rule, on the fake's pages and memory
+    memory: int | None = None  # the resident bytes its rss() reports
+
     def __init__(self, env: dict[str, str], cwd: str) -> None:
         self.key = (tuple(sorted(env.items())), cwd)
         self.pages = 0
+        self.first_rss: int | None = None
         self.resets = 0
         self.killed = False
         FakeKernel.started.append(self)
@@ -41,6 +45,9 @@ class FakeKernel:
 
     def reset(self) -> None:
         self.resets += 1
+
+    def rss(self) -> int | None:
+        return self.memory
 
     def kill(self) -> None:
         self.killed = True
@@ -124,6 +131,29 @@ def test_a_worn_kernel_is_replaced(fake_kernels: list[FakeKernel],
     assert kernels[0] is kernels[1] is not kernels[2] and kernels[0].killed
 
 
+def test_a_kernel_grown_past_its_memory_bound_is_replaced(fake_kernels: list[FakeKernel]) -> None:
+    first = on_new_thread(page, job())
+    first.memory = 900 * 2**20  # after its first page: the baseline, however big
+    assert on_new_thread(page, job()) is first and first.first_rss == 900 * 2**20
+    first.memory += executors.KERNEL_GROWTH  # grown by exactly the bound: kept
+    assert on_new_thread(page, job()) is first and not first.killed
+    first.memory += 1
+    second = on_new_thread(page, job())
+    assert second is not first and first.killed
+
+
+def test_a_kernel_knows_its_memory() -> None:
+    """Read from /proc for the kernel's process (here: this process, as a stand-in)."""
+    import os
+    from types import SimpleNamespace
+
+    kernel = executors.Kernel.__new__(executors.Kernel)
+    kernel.km = SimpleNamespace(provisioner=SimpleNamespace(pid=os.getpid()))
+    assert 10 * 2**20 < kernel.rss() < 16 * 2**30
+    kernel.km = SimpleNamespace(provisioner=SimpleNamespace(pid=None))  # not started
+    assert kernel.rss() is None
+
+
 def warm_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
     """What a worker does when it starts (_init_worker): a kernel for the batch's pages starts
     on a thread of its own while the worker waits for its first page."""
@@ -201,3 +231,4 @@ def test_a_worker_leaves_when_its_batch_is_gone(fake_kernels: list[FakeKernel],
     with pytest.raises(SystemExit) as left:
         executors._watch_parent(100)
     assert left.value.code == 143 and kernel.killed
+

@@ -9,7 +9,8 @@ Kernels. Starting a kernel and importing the stack (pandas, Ibis, matplotlib) co
 than most pages take to build from the precomputed results. So by default a worker keeps one
 kernel and runs its pages in it one after another, resetting the kernel's namespace (IPython's
 ``reset(new_session=True)``) before each page, exactly like Voilà's preheated kernels; the
-kernel is replaced after a failure and every :data:`PAGES_PER_KERNEL` pages. ``fresh_kernels``
+kernel is replaced after a failure and once it has grown by :data:`KERNEL_GROWTH` (or after
+:data:`PAGES_PER_KERNEL` pages). ``fresh_kernels``
 gives every page a kernel of its own (Papermill's default; slower, for the sceptical). A
 worker also keeps its kernel's client (a new one waits 0.2 s to be sure the kernel is ready)
 and lends it to Papermill; and the batch starts its workers before the precompute, each
@@ -49,7 +50,13 @@ from workbench.publish.batch.site import (
     page_html,
 )
 
-PAGES_PER_KERNEL = 200  # then a fresh kernel: bounds what a long-lived kernel accumulates
+# A kernel is replaced once it has grown by KERNEL_GROWTH bytes since its first page, or after
+# PAGES_PER_KERNEL pages whatever it holds. Its memory levels off: a kernel of Region 1081's
+# batch held 0.48 GiB after 50 pages and 0.52 GiB after 800 (the pages' answers are kept in
+# bounded memos), and a replacement costs its next page some 3 s of starting and importing.
+# Measured from the first page, which reads the level's tables: a national kernel starts bigger.
+KERNEL_GROWTH = 3 * 2**29  # 1.5 GiB
+PAGES_PER_KERNEL = 2000
 FULL_COLLECT_EVERY = 25  # pages between full garbage collections in a kernel (Kernel.reset)
 KERNEL_START_TIMEOUT = 120
 
@@ -91,6 +98,7 @@ class Kernel:
         self.km = KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(sockets))
         self.km.start_kernel(env={**os.environ, **env}, cwd=cwd)
         self.pages = 0
+        self.first_rss: int | None = None  # its memory after its first page (Kernel.worn)
         self._client: object | None = None
 
     @property
@@ -122,8 +130,10 @@ class Kernel:
         a page's own queries. So after the reset the survivors (modules, caches, the session)
         are frozen (:func:`gc.freeze`): the next reset walks only what the page since created,
         about 0.1 s. Every :data:`FULL_COLLECT_EVERY` pages they are unfrozen first, so a cycle
-        among them that has become garbage is still collected and a long batch's kernel can't
-        grow without bound."""
+        among them that has become garbage (an answer a bounded memo let go, say) is still
+        collected (that page pays some 0.6 s for it). Not rarer: the kernel then grows by
+        megabytes a page, and a collection of the bigger heap takes seconds.
+        """
         if self.pages == 0:
             return
         unfreeze = "import gc; gc.unfreeze()\n" if self.pages % FULL_COLLECT_EVERY == 0 else ""
@@ -133,6 +143,27 @@ class Kernel:
             code, store_history=False, timeout=60, output_hook=lambda msg: None)
         if reply["content"]["status"] != "ok":
             raise RuntimeError("the kernel could not be reset")
+
+    def rss(self) -> int | None:
+        """The kernel process' resident memory in bytes (None where ``/proc`` can't tell)."""
+        pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+        try:
+            with open(f"/proc/{int(pid)}/statm") as statm:  # type: ignore[arg-type]
+                return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, TypeError, ValueError, IndexError):
+            return None
+
+    def worn(self) -> bool:
+        """Time for a fresh kernel: it has grown by :data:`KERNEL_GROWTH` since its first page,
+        or run its pages."""
+        if self.pages >= PAGES_PER_KERNEL:
+            return True
+        rss = self.rss() if self.pages else None
+        if rss is None:
+            return False
+        if self.first_rss is None:
+            self.first_rss = rss
+        return rss - self.first_rss > KERNEL_GROWTH
 
     def kill_process(self) -> None:
         """Kill the kernel's process group, and nothing else: safe on the way out of a dying
@@ -234,7 +265,7 @@ def _kernel_for(job: Job) -> Kernel:
         _idle[:] = [k for k in _idle if k.key == key and k is not kernel]
     for other in others:
         other.kill()
-    if kernel is not None and (kernel.pages >= PAGES_PER_KERNEL or job.fresh_kernel):
+    if kernel is not None and (job.fresh_kernel or kernel.worn()):
         kernel.kill()
         kernel = None
     if kernel is None:
