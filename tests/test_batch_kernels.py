@@ -232,3 +232,31 @@ def test_a_worker_leaves_when_its_batch_is_gone(fake_kernels: list[FakeKernel],
         executors._watch_parent(100)
     assert left.value.code == 143 and kernel.killed
 
+
+
+def test_a_reset_frees_the_pages_cycles_and_freezes_only_survivors(tmp_path) -> None:  # noqa: ANN001
+    """A real kernel: a page's objects in a reference cycle must be collected by the reset, not
+    frozen with the survivors (where no later collection would see them)."""
+    kernel = executors.Kernel({}, str(tmp_path))
+    try:
+        def run(code: str) -> str:
+            out: list[str] = []
+            reply = kernel.client.execute_interactive(  # type: ignore[attr-defined]
+                code, store_history=False, timeout=60,
+                output_hook=lambda m: out.append(m["content"].get("text", ""))
+                if m["msg_type"] == "stream" else None)
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return "".join(out).strip()
+
+        run("import builtins, weakref\n"
+            "class Node: pass\n"
+            "page = Node(); page.me = page  # a cycle, named by the page\n"
+            "builtins.kept = Node()  # a survivor\n"
+            "builtins.watch = weakref.ref(page), weakref.ref(builtins.kept)")
+        kernel.pages = 1
+        kernel.reset()
+        assert run("import gc\n"
+                   "print(watch[0]() is None, watch[1]() is not None, 'page' in globals(),\n"
+                   "      gc.get_freeze_count() > 0)") == "True True False True"
+    finally:
+        kernel.kill()
