@@ -156,7 +156,7 @@ def test_a_kernel_computes_until_the_file_is_there_then_reads_it(
     question from it, and the page is the same."""
     later = tmp_path / "serve-cache" / "results.duckdb"
     watching(later)
-    pages.session_for.cache_clear()
+    pages.forget_sessions()
     session = pages.session_for(str(dataset.root))
     try:
         threads = session.con.raw_sql("SELECT current_setting('threads')").fetchone()[0]
@@ -174,9 +174,33 @@ def test_a_kernel_computes_until_the_file_is_there_then_reads_it(
         # a dashboard keeps its threads (only a batch reads single-threaded, for exact bits)
         assert session.con.raw_sql("SELECT current_setting('threads')").fetchone()[0] == threads
     finally:
-        pages.session_for.cache_clear()
-        session.con.disconnect()
+        pages.forget_sessions()
     assert_same_tables(plain, cached)
+
+
+def test_a_batch_kernel_opens_its_session_ahead_and_attaches_the_cache_on_its_first_page(
+        built, tmp_path: Path, dataset: Dataset, monkeypatch) -> None:
+    """A batch's page kernel opens the session and its catalogue while the precompute is still
+    writing the cache (not watched: a batch page reads every question it can from the cache);
+    its first page gets that session, with the cache attached, single-threaded as batch pages
+    read it, and reading what is there."""
+    later = tmp_path / "batch-cache" / "results.duckdb"
+    monkeypatch.setenv(PROFILE_ENV, "analyst")
+    monkeypatch.setenv(RESULT_CACHE_ENV, str(later))
+    pages.forget_sessions()
+    try:
+        pages.open_ahead(str(dataset.root))
+        later.parent.mkdir()
+        shutil.copy2(built.path, later)  # the precompute has finished
+        session = pages.session_for(str(dataset.root))
+        assert pages.CATALOGS in session.__dict__  # the one opened ahead, catalogue and all
+        assert session.result_cache is not None and session.result_cache.single_thread
+        assert session.con.raw_sql("SELECT current_setting('threads')").fetchone()[0] == 1
+        practice_page(session)
+        assert session.result_cache.hits > 0
+        assert pages.session_for(str(dataset.root)) is session
+    finally:
+        pages.forget_sessions()
 
 
 def test_a_kernel_ignores_a_stale_cache_and_uses_the_one_replacing_it(

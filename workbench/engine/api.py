@@ -99,6 +99,7 @@ class Workbench:
         *,
         writable: bool = False,
         use_marts: bool = True,
+        result_cache: bool = True,
     ) -> None:
         self.con = con
         self.registers = Registers.from_backend(con)
@@ -109,7 +110,17 @@ class Workbench:
         elif self.marts is not None and writable:
             self.marts = build_cube_if_stale(con, self.definitions, self.marts)
         # A batch page kernel reads its slices of answers computed once for all units.
-        self.result_cache = ResultCache.from_environment(self)
+        self.result_cache = ResultCache.from_environment(self) if result_cache else None
+        self._cache_deferred = not result_cache
+
+    def attach_result_cache(self) -> None:
+        """Attach ``$WORKBENCH_RESULT_CACHE`` now, for a session opened with
+        ``result_cache=False`` before that file was written: a batch's page kernel opens its
+        session while the batch precomputes, so that its first page doesn't. Nothing otherwise,
+        and once only."""
+        if self._cache_deferred:
+            self._cache_deferred = False
+            self.result_cache = ResultCache.from_environment(self)
 
     def __repr__(self) -> str:
         return f"<Workbench on {self.con.name} backend>"
@@ -345,6 +356,7 @@ def connect(
     use_marts: bool = True,
     memory_limit: str | None = None,
     temp_directory: str | Path | None = None,
+    result_cache: bool = True,
 ) -> Workbench:
     """Open a session: on the default dataset's database, a DuckDB file, or any Ibis backend
     that holds the register tables.
@@ -357,7 +369,9 @@ def connect(
     Read-only by default: a notebook can't change the data. With ``read_only=False`` stale or
     missing marts (see :mod:`workbench.engine.marts`) are rebuilt on connect; read-only, stale
     marts are ignored and queries read the raw tables. ``use_marts=False`` always reads the raw
-    tables (the reference the marts are tested against).
+    tables (the reference the marts are tested against). ``result_cache=False``: the cache
+    ``$WORKBENCH_RESULT_CACHE`` names is attached later, by
+    :meth:`Workbench.attach_result_cache`.
 
     >>> import ibis
     >>> from workbench.engine import connect
@@ -366,7 +380,7 @@ def connect(
     ValueError: the database has no table(s) [...]
     """
     _freeze_startup_heap()
-    options = {"writable": not read_only, "use_marts": use_marts}
+    options = {"writable": not read_only, "use_marts": use_marts, "result_cache": result_cache}
     if isinstance(database, BaseBackend):
         if database.name == "duckdb" and (memory_limit or temp_directory):
             settings = {"memory_limit": memory_limit, "temp_directory": temp_directory}

@@ -203,8 +203,9 @@ _lock = threading.Lock()
 
 # What a worker's kernel runs before its first page: the imports every page makes (with the
 # DuckDB backend and SQL dialects Ibis imports on first use), the definitions and glossary
-# read, and a figure drawn in the house style (fonts found and loaded). Nothing that reads the
-# data: the result cache may still be being written.
+# read, a figure drawn in the house style (fonts found and loaded), and the pages' session
+# opened on the register with its catalogue of choices. Not the result cache: it may still be
+# being written; the first page attaches it (workbench.pages.open_ahead).
 WARM_UP = """\
 import io
 import ibis
@@ -216,6 +217,10 @@ from workbench.pages import charts, render
 render.svg(charts.grouped_bars(
     __import__("pandas").DataFrame({"c": ["a"], "s": ["b"], "v": [1.0]}), category="c",
     value="v", series="s", colours={}, title="t", ylabel="y"))
+try:
+    workbench.pages.open_ahead()
+except Exception:  # the first page opens it, and reports what goes wrong
+    pass
 get_ipython().reset(new_session=True)
 import gc; gc.freeze(); del gc
 """
