@@ -202,6 +202,15 @@ def test_no_chart_text_is_cut_off_or_runs_into_another(session, catalog, built) 
     assert problems == []
 
 
+def test_a_ranking_of_the_nations_118_clusters_keeps_every_label_readable() -> None:
+    """The national overview ranks every cluster: 118 bars, one label each, none on another."""
+    df = pd.DataFrame({"name": [f"Klynge Rebild, Morsø og Læsø {i}" for i in range(118)],
+                       "v": [float(i % 40) for i in range(118)], "role": "peer"})
+    fig = charts.ranked_bars(df, label="name", value="v", role="role", title="t", xlabel="x",
+                             references={"Hele landet": 20.0})
+    assert layout_problems(fig) == []
+
+
 def test_the_checker_sees_a_cut_off_title_and_crowded_ticks() -> None:
     """The layout check itself: a title wider than its figure, ticks on top of each other."""
     from matplotlib.figure import Figure
