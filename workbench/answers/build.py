@@ -1,0 +1,210 @@
+"""The set-based build of the answer store: every answer, for every unit, once.
+
+:func:`build_answers` takes the register (on any Ibis backend) and returns the answer tables as
+Ibis expressions materialised one phase at a time through ``put`` (the caller decides where: a
+DuckDB file, a Spark catalogue). Every phase is one query over all units: nothing loops over
+units, pages or periods. The phases, in order:
+
+1. **codes** — periods, selections, practices and persons as small integers (:mod:`.codes`);
+2. **persons** — every person's cell per group and period: sex, age group, consumption group,
+   started (:mod:`.persons`);
+3. **cells** — patients, DDD and DDD² of every unit × selection (group or drug) × period × cell,
+   every level (:mod:`.cells`);
+4. **parts** — the same for the parts of a selection by a property of what was dispensed:
+   depot, addictive, pack size, product;
+5. **listed** — listed persons per unit × period × stratum (:mod:`.listed`).
+
+The engine's expressions stay the definition: the build calls them (redemption facts, redemption
+days and their new-use flag, the listed marts, the consumption-group labels) and
+``tests/test_answers.py`` checks random slices of the store against the engine on the raw tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import ibis
+import ibis.expr.types as ir
+
+from workbench.answers import cells as C
+from workbench.answers import persons as P
+from workbench.answers.codes import (
+    Selections,
+    lookback_codes,
+    period_codes,
+    period_month_codes,
+    practice_codes,
+    unit_codes,
+)
+from workbench.answers.listed import practice_listed, unit_listed
+from workbench.answers.periods import store_periods
+from workbench.definitions import Definitions
+from workbench.engine.facts import redemption_facts
+from workbench.engine.months import month_index
+from workbench.engine.periods import Period
+from workbench.engine.registers import Registers
+
+Put = Callable[[str, ir.Table], ir.Table]
+# The parts of a selection by a property of the product: (selection code column, property).
+# A drug's addictive flag is its own (an ATC property), so only groups are split by it; a
+# product is one drug's, so products are listed under their drug.
+PARTS = (("gid", "depot"), ("did", "depot"), ("gid", "addictive"), ("gid", "pack_size"),
+         ("did", "pack_size"), ("did", "product"))
+
+
+@dataclass
+class Phase:
+    """One step of the build: its name, seconds and the rows it wrote."""
+
+    name: str
+    seconds: float
+    rows: int
+
+
+@dataclass
+class Progress:
+    """What the build reports as it goes (``say`` prints a line; tests pass a list's append)."""
+
+    say: Callable[[str], None] = print
+    phases: list[Phase] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[list[int]]:
+        rows: list[int] = []
+        began = time.perf_counter()
+        self.say(f"answers: {name} …")
+        yield rows
+        seconds = time.perf_counter() - began
+        self.phases.append(Phase(name, seconds, sum(rows)))
+        total = time.perf_counter() - self.started
+        self.say(f"answers: {name} done in {seconds:.1f} s ({sum(rows):,} rows; "
+                 f"{total:.0f} s so far)")
+
+
+def data_span(reg: Registers) -> tuple[dt.date, dt.date]:
+    """The first and last dispensing day of the register."""
+    bounds = reg.redemptions.aggregate(first=reg.redemptions.dispensed_on.min(),
+                                       last=reg.redemptions.dispensed_on.max())
+    row = bounds.to_pyarrow().to_pylist()[0]
+    if row["first"] is None:
+        raise ValueError("the register has no redemptions: nothing to answer")
+    return _as_date(row["first"]), _as_date(row["last"])
+
+
+def _as_date(value: object) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value  # type: ignore[return-value]
+
+
+def build_answers(reg: Registers, definitions: Definitions, put: Put,
+                  progress: Progress | None = None,
+                  periods: tuple[Period, ...] | None = None) -> dict[str, ir.Table]:
+    """Every answer table, materialised through ``put(name, expression)`` (which returns the
+    stored table). Intermediate tables are named ``scratch_*``; the answers are ``cells``,
+    ``parts``, ``listed``, ``periods`` and ``selections``."""
+    progress = progress or Progress(say=lambda _: None)
+    if periods is None:
+        periods = store_periods(*data_span(reg))
+    if not periods:
+        raise ValueError("the data hold no whole month: nothing to answer")
+
+    def keep(rows: list[int], name: str, expr: ir.Table) -> ir.Table:
+        table = put(name, expr)
+        rows.append(int(table.count().to_pyarrow().as_py()))
+        return table
+
+    with progress.phase("codes") as rows:
+        ptable = keep(rows, "periods", period_codes(periods))
+        pmonths = keep(rows, "scratch_period_months", period_month_codes(periods))
+        facts = redemption_facts(reg.redemptions, reg.products, reg.practices, definitions)
+        # the drugs someone redeemed (the catalogue holds many nobody is prescribed)
+        used = facts.filter(facts.product_group.notnull()).select("drug").distinct()
+        sels = Selections.of(definitions, used.to_pyarrow().column(0).to_pylist())
+        selections = keep(rows, "selections", sels.table(definitions))
+        practices = keep(rows, "scratch_practices", practice_codes(reg.practices))
+        keep(rows, "units", ibis.union(*(
+            unit_codes(practices, level).select("unit_id").distinct()
+            .mutate(level=ibis.literal(level)) for level in C.LEVELS)).select("level", "unit_id"))
+        keys = keep(rows, "scratch_person_keys", P.person_keys(facts))
+        coded = keep(rows, "scratch_facts", P.coded_facts(
+            facts, keys, practices, sels.group_table(), sels.drug_table()))
+
+    with progress.phase("persons") as rows:
+        days = keep(rows, "scratch_days", P.day_codes(coded))
+        months = keep(rows, "scratch_group_months", P.group_months(coded, days))
+        ends = [month_index(p.end_exclusive) - 1 for p in periods]
+        windows = keep(rows, "scratch_windows", P.window_sums(months, lookback_codes(ends)))
+        firsts = P.first_days(months, pmonths)
+        persons = reg.persons.join(keys, "person_id").select("pk", "sex", "birth_date")
+        person_periods = keep(rows, "scratch_person_periods", P.person_periods(
+            firsts, windows, persons, ptable, definitions))
+        gp = keep(rows, "scratch_gp", coded.filter(coded.px.notnull()))
+        multi = keep(rows, "scratch_multi", C.multi_persons(gp))
+
+    cell_keys = ["sid", "pid", *P.CELL]
+    cell_parts = []
+    for sel in ("gid", "did"):
+        with progress.phase(f"cells of {'groups' if sel == 'gid' else 'drugs'}") as rows:
+            nets = C.with_cells(C.period_nets(C.family_months(gp, sel), pmonths, multi),
+                                person_periods)
+            nets = keep(rows, f"scratch_nets_{sel}", nets)
+            sums = keep(rows, f"scratch_sums_{sel}", C.practice_sums(nets, cell_keys))
+            cell_parts.append(_levels(sums, nets, practices, cell_keys, put, rows, f"cells_{sel}"))
+    with progress.phase("cells of every level") as rows:
+        cells = keep(rows, "cells", _labelled(ibis.union(*cell_parts), ptable, selections))
+
+    part_keys = ["sid", "pid", "value"]
+    part_tables = []
+    for sel, dim in PARTS:
+        with progress.phase(f"parts by {dim} of {'groups' if sel == 'gid' else 'drugs'}") as rows:
+            nets = keep(rows, "scratch_part_nets",
+                        C.period_nets(C.family_months(gp, sel, dim), pmonths, multi))
+            sums = keep(rows, "scratch_part_sums", C.practice_sums(nets, part_keys))
+            levels = _levels(sums, nets, practices, part_keys, put, rows, f"parts_{sel}_{dim}")
+            part_tables.append(levels.mutate(dim=ibis.literal(dim)))
+    with progress.phase("parts of every level") as rows:
+        parts = keep(rows, "parts", _labelled(ibis.union(*part_tables), ptable, selections))
+
+    with progress.phase("listed persons") as rows:
+        first = min(month_index(p.start) for p in periods)
+        end = max(month_index(p.end_exclusive) for p in periods)
+        per_practice = keep(rows, "scratch_listed", practice_listed(
+            reg, definitions, ptable, pmonths, practices, first, end))
+        levels = [unit_listed(per_practice, unit_codes(practices, level), ptable)
+                  .mutate(level=ibis.literal(level)) for level in C.LEVELS]
+        listed = ibis.union(*levels)
+        listed = listed.join(ptable.select("pid", "period"), "pid").drop("pid")
+        listed = keep(rows, "listed", listed.order_by(["level", "period", "unit_id"]))
+    return {"cells": cells, "parts": parts, "listed": listed, "periods": ptable,
+            "selections": selections}
+
+
+
+def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str], put: Put,
+            rows: list[int], name: str) -> ir.Table:
+    """Every level's figures, each materialised (one query a level)."""
+    found = []
+    for level in C.LEVELS:
+        units = unit_codes(practices, level)
+        if level == "practice":
+            expr = C.practice_level(sums, units, keys)
+        else:
+            expr = C.level_sums(sums, nets, units, keys)
+        table = put(f"scratch_{name}_{level}", expr.mutate(level=ibis.literal(level)))
+        rows.append(int(table.count().to_pyarrow().as_py()))
+        found.append(table)
+    return ibis.union(*found)
+
+
+def _labelled(table: ir.Table, periods: ir.Table, selections: ir.Table) -> ir.Table:
+    """Codes back to labels, sorted so a slice of one level, selection and period (every
+    unit's rows) or of one unit reads few row groups."""
+    named = table.join(periods.select("pid", "period"), "pid").join(
+        selections.select("sid", "sel"), "sid").drop("pid", "sid")
+    front = ["level", "sel", "period", "unit_id"]
+    rest = [c for c in named.columns if c not in front]
+    return named.select(*front, *rest).order_by(front)

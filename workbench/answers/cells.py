@@ -1,0 +1,107 @@
+"""Patients and DDD of every unit, selection, period and cell, counted once for all units.
+
+The contract's patients are distinct persons whose net DDD *at the unit* is above 0, so a
+cluster's patients are not the sum of its practices' (a person treated by two of its practices is
+one patient of the cluster). Counting every level from the persons again would repeat the
+costliest step five times. But most persons get a group from one practice only, and for them the
+net at any level is the net at that practice: their counts add up exactly from practices to every
+level. So:
+
+* per person, practice, selection and period: the net DDD (each month given to every period it
+  lies in: itself, its quarter and year, and twelve R12 periods) — :func:`period_nets`;
+* a person who got the group from more than one practice (ever) is ``multi``; every other
+  person's rows are summed per practice and cell once, and those sums are added up to each
+  level — :func:`practice_sums`, :func:`level_sums`;
+* the ``multi`` persons' nets are summed again per unit of each level and counted there.
+
+Each row of the result is a unit × selection × period × cell: ``patients`` (net DDD > 0, rounded
+as the engine rounds), ``ddd`` (the sum of the persons' nets), ``ddd_sq`` (the sum of their
+squares: the variance of a DDD total read as a compound Poisson sum over persons, which the DDD
+funnels need) and ``persons`` (everyone with a redemption in it, patient or not: the engine
+shows such a cell with 0 patients).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ibis
+import ibis.expr.types as ir
+
+from workbench.engine.months import NET_DECIMALS
+
+LEVELS = ("practice", "cluster", "municipality", "region", "nation")
+FIGURES = ("patients", "ddd", "ddd_sq", "persons")
+
+
+def family_months(gp: ir.Table, sel: str, dim: str | None = None) -> ir.Table:
+    """GP-attributed month sums per person, practice and selection (``sel``: ``gid`` or
+    ``did``), and per value of ``dim`` when given (a property of the product: ``depot``,
+    ``addictive``, ``pack_size``, ``product``) as text in ``value``."""
+    keys = {"pk": gp.pk, "px": gp.px, "gid": gp.gid, "sid": gp[sel], "month": gp.month}
+    if dim is not None:
+        value = gp[dim]
+        # flags as Python writes them ("True"/"False"), as a page labels the engine's values
+        keys["value"] = (ibis.ifelse(value, "True", "False") if value.type().is_boolean()
+                         else value.cast("string"))
+    return gp.group_by(**keys).aggregate(ddd=gp.ddd.sum())
+
+
+def period_nets(months: ir.Table, period_months: ir.Table, multi: ir.Table) -> ir.Table:
+    """Each month's sums given to every period it lies in and summed: one row per person,
+    practice, selection (and value) and period, with ``net`` and ``multi``."""
+    joined = months.join(period_months, "month")
+    keys = [c for c in months.columns if c not in ("month", "ddd")]
+    nets = joined.group_by([*keys, "pid"]).aggregate(net=joined.ddd.sum())
+    flagged = nets.left_join(multi, ["pk", "gid"]).drop("pk_right", "gid_right")
+    return flagged.mutate(multi=flagged.multi.fill_null(False))
+
+
+def multi_persons(gp: ir.Table) -> ir.Table:
+    """``(pk, gid, multi)``: the persons who got a group from more than one practice."""
+    counted = gp.group_by("pk", "gid").aggregate(practices=gp.px.nunique())
+    counted = counted.filter(counted.practices > 1)
+    return counted.select("pk", "gid", multi=ibis.literal(True))
+
+
+def with_cells(nets: ir.Table, person_periods: ir.Table) -> ir.Table:
+    """The nets with the cell each person is in (:func:`workbench.answers.persons.
+    person_periods`)."""
+    joined = nets.left_join(person_periods, ["pk", "gid", "pid"])
+    return joined.drop("pk_right", "gid_right", "pid_right")
+
+
+def _figures(rows: ir.Table, net: ir.FloatingValue) -> dict[str, ir.Value]:
+    return {
+        "patients": rows.count(where=net.round(NET_DECIMALS) > 0),
+        "ddd": net.sum(),
+        "ddd_sq": (net * net).sum(),
+        "persons": rows.count(),
+    }
+
+
+def practice_sums(rows: ir.Table, keys: Sequence[str]) -> ir.Table:
+    """Per practice, ``multi`` and ``keys`` (selection, period, cell or value): the figures of
+    the persons' nets."""
+    return rows.group_by(["px", "multi", *keys]).aggregate(**_figures(rows, rows.net))
+
+
+def level_sums(sums: ir.Table, rows: ir.Table, units: ir.Table, keys: Sequence[str]
+               ) -> ir.Table:
+    """The figures per unit (``units``: ``(px, unit_id)`` of one level) and ``keys``: the
+    single-practice persons' practice sums added up, and the ``multi`` persons' nets summed
+    again at the unit and counted."""
+    grain = ["unit_id", *keys]
+    single = sums.filter(~sums.multi).join(units, "px")
+    added = single.group_by(grain).aggregate(**{f: single[f].sum() for f in FIGURES})
+    multi = rows.filter(rows.multi).join(units, "px")
+    renetted = multi.group_by(["pk", *grain]).aggregate(net=multi.net.sum())
+    counted = renetted.group_by(grain).aggregate(**_figures(renetted, renetted.net))
+    both = ibis.union(added, counted.select(*added.columns))
+    return both.group_by(grain).aggregate(**{f: both[f].sum() for f in FIGURES})
+
+
+def practice_level(sums: ir.Table, units: ir.Table, keys: Sequence[str]) -> ir.Table:
+    """The practices' own figures: both kinds of persons' sums, per practice id."""
+    named = sums.join(units, "px")
+    return named.group_by(["unit_id", *keys]).aggregate(**{f: named[f].sum() for f in FIGURES})

@@ -1,0 +1,187 @@
+"""The answer store of a dataset folder, built on the embedded DuckDB.
+
+``DATA/answers.duckdb`` sits beside the register (its answers are unsuppressed, as secret as the
+register, and never inside a site). :func:`build_store` builds it into ``answers.duckdb.building``
+with its intermediate tables in a scratch file beside it, writes the state row last and renames
+the file into place: a build killed midway leaves the previous store in use (and its leftovers are
+removed by the next build). The state row names what the answers were built from — the data's
+fingerprint, the definitions and the code of the engine, the analysis and the store — so a store
+of other data or code is never read (:func:`current`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import ibis
+import ibis.expr.types as ir
+
+from workbench.answers.build import Phase, Progress, build_answers
+from workbench.definitions import Definitions, load_definitions
+from workbench.engine.marts import FINGERPRINT_KEY, METADATA_TABLE, definitions_digest
+from workbench.engine.registers import Registers
+from workbench.paths import Dataset
+
+STORE_FILE = "answers.duckdb"
+STATE_TABLE = "answer_state"
+REGISTER_ALIAS = "register"
+SCRATCH_ALIAS = "scratch"
+# A store build sorts and groups the whole register; it runs alone (``workbench data build``,
+# or before a batch or a server starts), so it may use more than a page's session.
+BUILD_MEMORY_LIMIT = "5GB"
+CODE_DIRS = ("engine", "analysis", "answers")
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
+class StoreError(RuntimeError):
+    """No store can be built or read here; the message says what to do."""
+
+
+@cache
+def code_digest() -> str:
+    """A hash of the code the answers come from: a change to how anything is computed makes
+    every stored answer stale."""
+    digest = hashlib.sha256()
+    for folder in CODE_DIRS:
+        for path in sorted((PACKAGE / folder).glob("*.py")):
+            digest.update(f"{folder}/{path.name}".encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def store_path(dataset: Dataset) -> Path:
+    return dataset.root / STORE_FILE
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The loader's fingerprint of the register (None: it wrote none)."""
+    tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if METADATA_TABLE not in tables:
+        return None
+    found = con.execute(f"SELECT value FROM {METADATA_TABLE} WHERE key = ?",
+                        [FINGERPRINT_KEY]).fetchall()
+    return found[0][0] if len(found) == 1 else None
+
+
+def store_key(fingerprint: str, definitions: Definitions) -> str:
+    """What a store must have been built from to answer this data, definitions and code."""
+    return f"{fingerprint}:{definitions_digest(definitions)}:{_bands(definitions)}:{code_digest()}"
+
+
+def _bands(definitions: Definitions) -> str:
+    bands = json.dumps([b.model_dump(mode="json") for b in definitions.age_bands],
+                       sort_keys=True)
+    risks = json.dumps({k: v.model_dump(mode="json") for k, v in definitions.risks.items()},
+                       sort_keys=True, default=str)
+    return hashlib.sha256((bands + risks).encode()).hexdigest()[:16]
+
+
+def data_key(dataset: Dataset, definitions: Definitions | None = None) -> str | None:
+    """The key a current store of ``dataset`` holds (None: the data has no fingerprint)."""
+    with duckdb.connect(str(dataset.database), read_only=True) as con:
+        fingerprint = _fingerprint(con)
+    if fingerprint is None:
+        return None
+    return store_key(fingerprint, definitions or load_definitions())
+
+
+def stored_key(path: Path) -> str | None:
+    """The key a store file was built with (None: missing, unfinished or unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            found = con.execute(f"SELECT store_key FROM {STATE_TABLE}").fetchall()
+    except duckdb.Error:
+        return None
+    return found[0][0] if len(found) == 1 else None
+
+
+def current(dataset: Dataset, definitions: Definitions | None = None) -> bool:
+    """Whether the dataset's store answers its data, definitions and code as they are."""
+    key = data_key(dataset, definitions)
+    return key is not None and stored_key(store_path(dataset)) == key
+
+
+@dataclass
+class StoreReport:
+    """What a build did: the file, its seconds, its phases, its tables' rows and its size."""
+
+    path: Path
+    built: bool
+    seconds: float
+    phases: list[Phase] = field(default_factory=list)
+    tables: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+
+    def __str__(self) -> str:
+        if not self.built:
+            return f"answers: current, {self.path} ({self.bytes / 2**20:,.0f} MiB)"
+        rows = ", ".join(f"{name} {n:,}" for name, n in self.tables.items())
+        return (f"answers: built in {self.seconds:.0f} s, {self.bytes / 2**20:,.0f} MiB "
+                f"({rows}), {self.path}")
+
+
+def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | None = None,
+                memory_limit: str = BUILD_MEMORY_LIMIT,
+                definitions: Definitions | None = None) -> StoreReport:
+    """Build the dataset's store unless a current one is there (``force``: build anyway)."""
+    definitions = definitions or load_definitions()
+    path = store_path(dataset)
+    started = time.perf_counter()
+    if not dataset.exists():
+        raise StoreError(f"{dataset.database}: no register; generate or load one first")
+    key = data_key(dataset, definitions)
+    if key is None:
+        raise StoreError(f"{dataset.database} has no data fingerprint: load it with the loader")
+    if not force and stored_key(path) == key:
+        return StoreReport(path, False, time.perf_counter() - started,
+                           bytes=path.stat().st_size)
+    building = path.with_name(path.name + ".building")
+    scratch = path.with_name(path.name + ".scratch")
+    for leftover in (building, scratch, *(Path(f"{p}.wal") for p in (building, scratch))):
+        leftover.unlink(missing_ok=True)
+    progress = progress or Progress()
+    con = ibis.duckdb.connect(str(building), memory_limit=memory_limit,
+                              temp_directory=str(path.parent / ".answers-spill"))
+    try:
+        con.raw_sql("SET preserve_insertion_order = false")
+        con.raw_sql(f"ATTACH '{_quoted(dataset.database)}' AS {REGISTER_ALIAS} (READ_ONLY)")
+        con.raw_sql(f"ATTACH '{_quoted(scratch)}' AS {SCRATCH_ALIAS}")
+        reg = Registers(**{name: con.table(name, database=REGISTER_ALIAS)
+                           for name in ("persons", "listings", "practices", "clusters",
+                                        "products", "redemptions")})
+
+        def put(name: str, expr: ir.Table) -> ir.Table:
+            where = (SCRATCH_ALIAS, "main") if name.startswith("scratch_") else None
+            con.create_table(name, expr, database=where, overwrite=True)
+            return con.table(name, database=where)
+
+        answers = build_answers(reg, definitions, put, progress)
+        con.raw_sql(f"DETACH {SCRATCH_ALIAS}")
+        scratch.unlink(missing_ok=True)
+        Path(f"{scratch}.wal").unlink(missing_ok=True)
+        con.con.execute(f"CREATE TABLE {STATE_TABLE} (store_key VARCHAR, built_at TIMESTAMP)")
+        con.con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, now())", [key])
+        con.raw_sql(f"DETACH {REGISTER_ALIAS}")
+        con.raw_sql("CHECKPOINT")
+        tables = {name: int(table.count().to_pyarrow().as_py())
+                  for name, table in answers.items()}
+    finally:
+        con.disconnect()
+        scratch.unlink(missing_ok=True)
+        Path(f"{scratch}.wal").unlink(missing_ok=True)
+    os.replace(building, path)
+    Path(f"{building}.wal").unlink(missing_ok=True)
+    return StoreReport(path, True, time.perf_counter() - started, progress.phases, tables,
+                       path.stat().st_size)
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")

@@ -1,0 +1,278 @@
+"""Reading the answer store: a page's slice in one query, never a computation.
+
+:class:`AnswerStore` opens a built store (a DuckDB file) read-only and answers what pages ask
+with the columns and rows the engine gives (:meth:`AnswerStore.measures` is
+:meth:`workbench.engine.Workbench.measures` for every choice a page offers), by summing the
+stored cells of the slice asked: a unit's rows, or every unit's rows of one level, selection and
+period (a funnel's, a ranking's). Slices are read with the DuckDB connection's own parameterised
+SQL: a page asks a few dozen slices of a few hundred rows each, and compiling each as an Ibis
+expression would cost more than reading it. :meth:`AnswerStore.table` gives an analyst any
+stored table as an Ibis table.
+
+A question the store can't answer (a selection, period or level it doesn't hold) raises
+:class:`NotInStore`: a page never falls back to computing, so a choice missing from the store
+is a bug that shows, not a slow page.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from workbench.engine.query import MEASURES
+
+PERSON_DIMS = ("sex", "age_group")
+CELL_DIMS = ("sex", "age_group", "consumption_group", "started")
+PART_DIMS = ("depot", "addictive", "pack_size", "product")
+BY_DIMS = (*CELL_DIMS, *PART_DIMS, "drug")
+
+
+class NotInStore(LookupError):
+    """A question the answer store doesn't hold: a bug in what a page offers, or a stale
+    store."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A selection a page can ask about: a drug group, or a drug (ATC code) of a group."""
+
+    sel: str
+    kind: str  # "group" or "drug"
+    group: str
+
+
+class AnswerStore:
+    """A built answer store, open read-only (see the module doc)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no answer store; build it first")
+        self.con = duckdb.connect(str(self.path), read_only=True)
+        self.con.execute("SET enable_progress_bar = false")
+        self._lock = threading.Lock()
+        self.reads = 0  # slices read (a test counts them)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __repr__(self) -> str:
+        return f"<AnswerStore {self.path}>"
+
+    # --- what the store holds -----------------------------------------------------------------
+    def sql(self, query: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
+        """One read of the store (counted in :attr:`reads`)."""
+        with self._lock:
+            self.reads += 1
+            return self.con.execute(query, list(parameters)).df()
+
+    @cached_property
+    def periods(self) -> pd.DataFrame:
+        """Every period held: ``period, kind, period_start, days`` (newest first per kind)."""
+        return self.sql("SELECT period, kind, period_start, days FROM periods ORDER BY pid")
+
+    @cached_property
+    def days(self) -> dict[str, int]:
+        return dict(zip(self.periods["period"], self.periods["days"].astype(int), strict=True))
+
+    @cached_property
+    def selections(self) -> dict[str, Selection]:
+        """Every selection held, by id: the groups, and the drugs that were redeemed."""
+        rows = self.sql("SELECT sel, kind, \"group\" FROM selections ORDER BY sid")
+        return {r.sel: Selection(r.sel, r.kind, r.group) for r in rows.itertuples()}
+
+    def drugs_of(self, group: str) -> list[str]:
+        """The drugs (ATC codes) of a group that were redeemed, in code order."""
+        return [s.sel for s in self.selections.values() if s.kind == "drug" and s.group == group]
+
+    def _selection(self, group: str, drug: str | None) -> Selection:
+        sel = drug or group
+        found = self.selections.get(sel)
+        if found is None or found.group != group:
+            raise NotInStore(f"no answers for {group!r}" + (f" / {drug!r}" if drug else ""))
+        return found
+
+    def _check_periods(self, periods: Sequence[str]) -> list[str]:
+        periods = list(periods)
+        unknown = [p for p in periods if p not in self.days]
+        if unknown:
+            raise NotInStore(f"no answers for period(s) {unknown}")
+        return periods
+
+    # --- measures -----------------------------------------------------------------------------
+    def measures(
+        self,
+        groups: str | Iterable[str],
+        level: str,
+        periods: str | Iterable[str],
+        *,
+        units: Iterable[str] | None = None,
+        by: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        measures: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """The engine's measures table for these choices (``groups``: group ids; ``filters``:
+        at most ``{"drug": ATC code}``; ``by``: one breakdown), from the stored cells.
+
+        Every unit of the level is there (0 patients without a redemption); a breakdown's
+        categories are those someone redeemed in (the engine's rows), person dimensions
+        (sex, age group) those with listed persons too.
+        """
+        groups = [groups] if isinstance(groups, str) else list(groups)
+        periods = self._check_periods([periods] if isinstance(periods, str) else periods)
+        filters = dict(filters or {})
+        drug = filters.pop("drug", None)
+        if filters:
+            raise NotInStore(f"the store answers a drug filter only, not {sorted(filters)}")
+        if by is not None and by not in BY_DIMS:
+            raise NotInStore(f"no breakdown {by!r} in the store; use one of {list(BY_DIMS)}")
+        if by == "drug" and drug:
+            raise NotInStore("a breakdown by drug with a drug chosen")
+        selections = [self._selection(g, drug) for g in groups]
+        wanted = list(MEASURES if measures is None else measures)
+        unit_list = None if units is None else [str(u) for u in units]
+        frames = [self._measures_of(s, level, periods, unit_list, by) for s in selections]
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        keep = ["level", "unit_id", "period", "group", *([by] if by else []), *wanted]
+        return df[keep]
+
+    def _measures_of(self, selection: Selection, level: str, periods: list[str],
+                     units: list[str] | None, by: str | None) -> pd.DataFrame:
+        frame = self._frame(level, periods, units)
+        listed = self.listed(level, periods, units, by if by in PERSON_DIMS else None)
+        numerator = self._numerator(selection, level, periods, units, by)
+        keys = ["unit_id", "period"]
+        if by in PERSON_DIMS:
+            # every person cell with listed persons, and any a patient falls in
+            cells = listed[[*keys, by]]
+            extra = numerator[[*keys, by]]
+            frame = frame.merge(pd.concat([cells, extra]).drop_duplicates(), on=keys, how="left")
+            table = frame.merge(numerator, on=[*keys, by], how="left")
+            table = table.merge(listed, on=[*keys, by], how="left")
+        elif by is not None:
+            table = frame.merge(numerator, on=keys, how="left")
+            table = table.merge(listed, on=keys, how="left")
+        else:
+            table = frame.merge(numerator, on=keys, how="left")
+            table = table.merge(listed, on=keys, how="left")
+        table["patients"] = table["patients"].fillna(0).astype("int64")
+        table["ddd"] = table["ddd"].fillna(0.0).astype(float)
+        table["listed"] = table["listed"].fillna(0.0).astype(float)
+        if by is not None:
+            totals = self._numerator(selection, level, periods, units, None,
+                                     known=by in PERSON_DIMS)
+            table = table.merge(totals[[*keys, "patients"]].rename(
+                columns={"patients": "group_patients"}), on=keys, how="left")
+            share = table["patients"] / table["group_patients"].where(
+                table["group_patients"] > 0)
+            table["share"] = share.astype(float)
+            table = table.drop(columns="group_patients")
+        else:
+            table["share"] = np.where(table["patients"] > 0, 1.0, np.nan)
+        days = table["period"].map(self.days).astype(float)
+        listed_ok = table["listed"].where(table["listed"] > 0)
+        table["patients_per_1000"] = table["patients"] / listed_ok * 1000
+        table["ddd_per_1000"] = table["ddd"] / listed_ok * 1000
+        table["ddd_per_1000_per_day"] = table["ddd_per_1000"] / days
+        table["level"] = level
+        table["group"] = selection.group
+        return table
+
+    def _frame(self, level: str, periods: list[str], units: list[str] | None) -> pd.DataFrame:
+        """Every unit of the level (or of ``units`` that the level has) × period."""
+        known = self.units(level)
+        ids = known if units is None else [u for u in units if u in set(known)]
+        return pd.DataFrame({"unit_id": np.repeat(ids, len(periods)),
+                             "period": np.tile(periods, len(ids))})
+
+    def units(self, level: str) -> list[str]:
+        """Every unit of a level (a unit has at least one practice), sorted."""
+        return self._units().get(level, [])
+
+    def _units(self) -> dict[str, list[str]]:
+        if not hasattr(self, "_unit_lists"):
+            rows = self.sql("SELECT level, unit_id FROM units ORDER BY level, unit_id")
+            self._unit_lists = {level: list(part["unit_id"])
+                                for level, part in rows.groupby("level", sort=False)}
+        return self._unit_lists
+
+    def _where(self, level: str, sels: Sequence[str], periods: Sequence[str],
+               units: Sequence[str] | None) -> tuple[str, list[Any]]:
+        clause = (f"level = ? AND sel IN ({', '.join('?' * len(sels))}) "
+                  f"AND period IN ({', '.join('?' * len(periods))})")
+        params: list[Any] = [level, *sels, *periods]
+        if units is not None:
+            clause += f" AND unit_id IN ({', '.join('?' * len(units))})" if units else " AND false"
+            params += list(units)
+        return clause, params
+
+    def _numerator(self, selection: Selection, level: str, periods: list[str],
+                   units: list[str] | None, by: str | None, *, known: bool = False
+                   ) -> pd.DataFrame:
+        """``unit_id, period, [by], patients, ddd`` summed from the stored cells or parts."""
+        keys = ["unit_id", "period", *([by] if by else [])]
+        if by in PART_DIMS or by == "drug":
+            return self._parts(selection, level, periods, units, by)
+        where, params = self._where(level, [selection.sel], periods, units)
+        if by in PERSON_DIMS or known:
+            where += " AND sex IS NOT NULL"
+        column = ", ".join(keys)
+        found = self.sql(
+            f"SELECT {column}, sum(patients) AS patients, sum(ddd) AS ddd, "
+            f"sum(persons) AS persons FROM cells WHERE {where} GROUP BY {column}", params)
+        return found.drop(columns="persons")
+
+    def _parts(self, selection: Selection, level: str, periods: list[str],
+               units: list[str] | None, by: str) -> pd.DataFrame:
+        """A breakdown by a property of what was dispensed, or by drug."""
+        if by == "drug":
+            drugs = self.drugs_of(selection.group)
+            if not drugs:
+                return pd.DataFrame(columns=["unit_id", "period", "drug", "patients", "ddd"])
+            where, params = self._where(level, drugs, periods, units)
+            found = self.sql(
+                "SELECT unit_id, period, sel AS drug, sum(patients) AS patients, "
+                f"sum(ddd) AS ddd FROM cells WHERE {where} GROUP BY unit_id, period, sel",
+                params)
+            return found
+        if by == "addictive" and selection.kind == "drug":
+            whole = self._numerator(selection, level, periods, units, None)
+            flag = self._addictive(selection.sel)
+            return whole.assign(addictive=str(flag))
+        sels = [selection.sel]
+        if by == "product" and selection.kind == "group":
+            sels = self.drugs_of(selection.group) or [selection.sel]
+        where, params = self._where(level, sels, periods, units)
+        found = self.sql(
+            f"SELECT unit_id, period, value AS {by}, sum(patients) AS patients, "
+            f"sum(ddd) AS ddd FROM parts WHERE {where} AND dim = ? "
+            f"GROUP BY unit_id, period, value", [*params, by])
+        return found
+
+    def _addictive(self, drug: str) -> bool:
+        found = self.sql("SELECT addictive FROM selections WHERE sel = ?", [drug])
+        return bool(found["addictive"].iloc[0])
+
+    def listed(self, level: str, periods: Sequence[str], units: Sequence[str] | None = None,
+               by: str | None = None) -> pd.DataFrame:
+        """``unit_id, period, [by], listed``: mean list sizes (by sex or age group: persons
+        the persons register knows)."""
+        clause = f"level = ? AND period IN ({', '.join('?' * len(periods))})"
+        params: list[Any] = [level, *periods]
+        if units is not None:
+            clause += f" AND unit_id IN ({', '.join('?' * len(units))})" if units else " AND false"
+            params += list(units)
+        keys = ["unit_id", "period", *([by] if by else [])]
+        if by:
+            clause += " AND sex IS NOT NULL"
+        column = ", ".join(keys)
+        return self.sql(f"SELECT {column}, sum(listed) AS listed FROM listed WHERE {clause} "
+                        f"GROUP BY {column}", params)
