@@ -41,17 +41,15 @@ def municipality_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 @pytest.fixture(scope="session")
 def pages_dataset(municipality_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
                   ) -> Dataset:
-    """A copy of the generated municipality with the engine's marts built, the state
+    """A copy of the generated municipality with its answer store built, the state
     `workbench serve` prepares (the shared dataset itself stays read-only)."""
     import shutil
 
-    from workbench.engine import connect
+    from workbench.answers import Progress, build_store
 
     dataset = Dataset.at(tmp_path_factory.mktemp("pages"))
     shutil.copy2(municipality_dataset.database, dataset.database)
-    session = connect(dataset.database, read_only=False)
-    assert session.marts is not None
-    session.con.disconnect()
+    build_store(dataset, progress=Progress(say=lambda _: None))
     return dataset
 
 
@@ -75,7 +73,9 @@ CLUSTERS_AREA = "461"
 
 @pytest.fixture(scope="session")
 def clusters_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    """A generated municipality with several clusters, marts built (read-only for tests)."""
+    """A generated municipality with several clusters, marts and answer store built
+    (read-only for tests)."""
+    from workbench.answers import Progress, build_store
     from workbench.data.generator import generate
     from workbench.engine import connect
 
@@ -84,4 +84,5 @@ def clusters_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     session = connect(dataset.database, read_only=False)
     assert session.marts is not None
     session.con.disconnect()
+    build_store(dataset, progress=Progress(say=lambda _: None))
     return dataset

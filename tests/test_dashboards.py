@@ -18,11 +18,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 import workbench.pages as pages
 from workbench.engine import connect
+from workbench.glossary import glossary
+from workbench.pages.choices import MEASURE_CHOICES
 
 pytestmark = pytest.mark.slow
 
@@ -163,6 +166,104 @@ def test_a_filter_updates_the_figures_in_place(server, browser, catalog, theme) 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"filter_changed_{theme}.png"), full_page=True)
         print(f"filter change ({theme}): {seconds:.1f} s")
+    finally:
+        page.close()
+
+
+def _fields(address: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(address).query)
+
+
+def test_the_address_bar_follows_the_filters(server, browser, catalog) -> None:
+    """After a filter change the address is the share link's view: reloading it (or opening it
+    in another tab, through Voilà's preheated kernel) shows the same choices."""
+    start = f"{server}/voila/render/cluster_intervention.ipynb?topic=analgesics"
+    page, _ = _open(browser, start)
+    try:
+        assert page.url == start  # the first address stays the viewer's own
+        period = catalog.periods[1]
+        page.select_option(".wb-filter-period select", label=period)
+        page.wait_for_function("p => new URLSearchParams(location.search).get('period') === p",
+                               arg=period, timeout=PAGE_TIMEOUT_MS)
+        measure = MEASURE_CHOICES[1]
+        label = glossary().label("measures", measure, "da")
+        page.select_option(".wb-filter-measure select", label=label)
+        page.wait_for_function("m => new URLSearchParams(location.search).get('measure') === m",
+                               arg=measure, timeout=PAGE_TIMEOUT_MS)
+        address = page.url
+        fields = _fields(address)
+        assert urlsplit(address).path == urlsplit(start).path
+        assert fields["topic"] == ["analgesics"] and "theme" not in fields  # Voilà's own field
+        assert fields["period"] == [period] and fields["measure"] == [measure]
+        assert fields["unit"] == [next(iter(catalog.clusters))]
+        share = page.locator(".wb-share a").get_attribute("href")
+        assert urlsplit(share).query == urlsplit(address).query  # the same view as the link
+        _assert_clean(page)
+    finally:
+        page.close()
+    again, _ = _open(browser, address)
+    try:
+        assert again.url == address
+        def chosen(name: str) -> str:  # the widget writes a label's spaces as no-break spaces
+            text = again.locator(f".wb-filter-{name} select option:checked").inner_text()
+            return text.replace("\xa0", " ")
+
+        assert chosen("period") == period and chosen("measure") == label
+        assert period in again.inner_text("[data-kind='cluster_intervention']")
+        _assert_clean(again)
+    finally:
+        again.close()
+
+
+# Installed before a filter changes: what the page showed (a figure, the key figures, the
+# label) when every block had been marked as updating, and whether the filters were disabled.
+WATCH_UPDATING = """() => {
+  window.wbUpdating = null;
+  window.wbDisabled = false;
+  new MutationObserver(() => {
+    if (document.querySelector('[class*=wb-filter-] select:disabled')) window.wbDisabled = true;
+    const blocks = [...document.querySelectorAll('.widget-html')]
+      .filter(e => e.querySelector('.wb-page'));
+    const dimmed = blocks.filter(e => e.classList.contains('wb-updating'));
+    if (window.wbUpdating || !blocks.length || dimmed.length < blocks.length) return;
+    window.wbUpdating = {
+      blocks: blocks.length,
+      figure: document.querySelector('.wb-figure img').src,
+      keys: [...document.querySelectorAll('.wb-kf .v')].map(e => e.innerText).join('|'),
+      label: getComputedStyle(dimmed[0], '::after').content,
+      clicks: getComputedStyle(dimmed[0].querySelector('.widget-html-content')).pointerEvents,
+    };
+  }).observe(document.body, {attributes: true, subtree: true,
+                              attributeFilter: ['class', 'disabled']});
+}"""
+
+
+def test_the_page_shows_it_is_updating_while_it_rebuilds(server, browser, catalog) -> None:
+    page, _ = _open(browser, f"{server}/voila/render/cluster_intervention.ipynb?topic=analgesics")
+    try:
+        assert page.locator(".wb-updating").count() == 0
+        figure = page.locator(".wb-figure img").first.get_attribute("src")
+        keys = "|".join(_key_values(page))
+        page.evaluate(WATCH_UPDATING)
+        page.select_option(".wb-filter-period select", label=catalog.periods[1])
+        page.wait_for_function("() => window.wbUpdating !== null", timeout=PAGE_TIMEOUT_MS)
+        seen = page.evaluate("window.wbUpdating")
+        # every block dimmed, while it still showed the old figures
+        assert seen["blocks"] == 6  # header, key figures, four sections
+        assert seen["figure"] == figure and seen["keys"] == keys
+        assert "Opdaterer" in seen["label"] and seen["clicks"] == "none"
+        page.wait_for_function(
+            "before => document.querySelector('.wb-figure img').src !== before",
+            arg=figure, timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_function("() => !document.querySelector('.wb-updating')",
+                               timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_function(  # the filters were disabled meanwhile, and are enabled again
+            "() => [...document.querySelectorAll('[class*=wb-filter-] select')]"
+            ".every(s => !s.disabled)", timeout=PAGE_TIMEOUT_MS)
+        assert page.evaluate("window.wbDisabled")
+        assert "|".join(_key_values(page)) != keys
+        assert catalog.periods[1] in page.inner_text("[data-kind]")
+        _assert_clean(page)
     finally:
         page.close()
 

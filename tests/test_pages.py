@@ -318,10 +318,25 @@ def test_drug_names_in_the_page_language() -> None:
         "atc_code": ["N02AA01", "N02AA05", "N05CF01", "M01AE01"],
         "substance_name": ["morphine", "oxycodone", "zopiclone", "ibuprofen"]})))
     catalog = pages.Catalog(connect(con))
-    assert catalog.drugs_of("opioids", "da") == {"N02AA01": "Morfin", "N02AA05": "Oxycodone"}
-    assert catalog.drugs_of("opioids", "en") == {"N02AA01": "Morphine", "N02AA05": "Oxycodone"}
+    for language, expected in (("da", ["Morfin", "Oxycodone"]), ("en", ["Morphine", "Oxycodone"])):
+        assert [catalog.drug_name(c, language) for c in ("N02AA01", "N02AA05")] == expected
     assert catalog.drug_name("N05CF01", "da") == "Zopiclon"
     assert catalog.drug_name("M01AE01", "da") == "Ibuprofen"  # "Product 200001": no generic
+
+
+def test_a_page_offers_the_drugs_someone_redeemed(catalog) -> None:
+    """The drug list of a group is the store's: drugs with a redemption, not every ATC code of
+    the catalogue (which holds barbiturates nobody is prescribed)."""
+    held = catalog.store.drugs_of("sedatives")
+    assert list(catalog.drugs_of("sedatives")) == held
+    redeemed = catalog.session.con.sql(
+        "SELECT DISTINCT p.atc_code FROM redemptions r JOIN products p USING (product_id) "
+        "WHERE p.atc_code LIKE 'N05B%' OR p.atc_code LIKE 'N05C%'").to_pandas()["atc_code"]
+    assert held == sorted(redeemed)
+    every = catalog.session.registers.products.filter(
+        catalog.session.registers.products.atc_code.re_search("^N05[BC]")).select(
+        "atc_code").distinct().count().execute()
+    assert len(held) < every
 
 
 def test_generated_register_gives_danish_drug_names(catalog) -> None:

@@ -126,6 +126,76 @@ def fit(
     return Fit(target, kappa, phi, 0.0, "none", units)
 
 
+def fit_many(
+    frame: pd.DataFrame,
+    peers: Sequence[str],
+    *,
+    observed: str,
+    exposure: str,
+    variance: str | None = None,
+    trim: float = 0.1,
+) -> pd.DataFrame:
+    """:func:`fit` (Poisson, additive) of every peer set of ``frame`` at once: one row per
+    combination of ``peers`` with ``target, kappa, phi, tau2, adjustment, units``. The same
+    numbers as calling :func:`fit` on each set, without a Python loop over thousands of sets.
+    """
+    keep = frame[frame[exposure].to_numpy(float) > 0]
+    o = keep[observed].to_numpy(float)
+    d = keep[exposure].to_numpy(float)
+    v = keep[variance].to_numpy(float) if variance is not None else None
+    key = [keep[p].to_numpy() for p in peers]
+    rows = pd.DataFrame({"_o": o, "_d": d, **({"_v": v} if v is not None else {})})
+    for name, values in zip(peers, key, strict=True):
+        rows[name] = values
+    grouped = rows.groupby(list(peers), sort=False)
+    sums = grouped[["_o", "_d", *(["_v"] if v is not None else [])]].sum()
+    sums["units"] = grouped.size()
+    every = frame[list(peers)].drop_duplicates()
+    out = every.merge(sums.reset_index(), on=list(peers), how="left")
+    out["units"] = out["units"].fillna(0).astype(int)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["target"] = np.where(out["units"] > 0, out["_o"] / out["_d"], np.nan)
+        if v is not None:
+            ok = (out["_o"] > 0) & (out["_v"] > 0)
+            out["kappa"] = np.where(ok, out["_v"] / out["_o"], 1.0)
+        else:
+            out["kappa"] = 1.0
+    out.loc[out["units"] == 0, "kappa"] = 1.0
+    # each unit's z under its set's target, then the set's winsorised dispersion
+    at = rows.merge(out[[*peers, "target", "kappa", "units"]], on=list(peers), how="left")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.sqrt(at["kappa"].to_numpy(float) * at["target"].to_numpy(float)
+                    / at["_d"].to_numpy(float))
+        at["_s"] = s
+        at["_z"] = (at["_o"].to_numpy(float) / at["_d"].to_numpy(float)
+                    - at["target"].to_numpy(float)) / s
+        at["_w"] = 1 / s**2
+    at["_bad"] = ~(at["_s"] > 0)
+    by = at.groupby(list(peers), sort=False)
+    bad = by["_bad"].any()
+    low = by["_z"].quantile(trim)
+    high = by["_z"].quantile(1 - trim)
+    at = at.merge(pd.DataFrame({"_low": low, "_high": high}).reset_index(), on=list(peers))
+    at["_z2"] = np.clip(at["_z"].to_numpy(float), at["_low"].to_numpy(float),
+                        at["_high"].to_numpy(float)) ** 2
+    at["_w2"] = at["_w"] ** 2
+    by = at.groupby(list(peers), sort=False)
+    stats_ = pd.DataFrame({"_phi": by["_z2"].mean(), "_sw": by["_w"].sum(),
+                           "_sw2": by["_w2"].sum(), "_bad": bad}).reset_index()
+    out = out.merge(stats_, on=list(peers), how="left")
+    units = out["units"].to_numpy(float)
+    usable = (units >= 2) & ~out["_bad"].fillna(True).to_numpy(bool)
+    phi = np.where(usable, out["_phi"].to_numpy(float), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau2 = (units * phi - (units - 1)) / (out["_sw"] - out["_sw2"] / out["_sw"]).to_numpy(
+            float)
+    additive = usable & (units * phi > units - 1) & (tau2 > 0)
+    out["phi"] = phi
+    out["tau2"] = np.where(additive, tau2, 0.0)
+    out["adjustment"] = np.where(additive, "additive", "none")
+    return out[[*peers, "target", "kappa", "phi", "tau2", "adjustment", "units"]]
+
+
 def limits(
     f: Fit, exposure: Any, coverage: float, kind: Kind = "poisson"
 ) -> tuple[np.ndarray, np.ndarray]:

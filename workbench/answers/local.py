@@ -23,7 +23,8 @@ import duckdb
 import ibis
 import ibis.expr.types as ir
 
-from workbench.answers.build import Phase, Progress, build_answers
+from workbench.answers.build import Phase, Progress, build_answers, data_span
+from workbench.answers.judged import build_judged
 from workbench.definitions import Definitions, load_definitions
 from workbench.engine.marts import FINGERPRINT_KEY, METADATA_TABLE, definitions_digest
 from workbench.engine.registers import Registers
@@ -152,6 +153,7 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
                               temp_directory=str(path.parent / ".answers-spill"))
     try:
         con.raw_sql("SET preserve_insertion_order = false")
+        con.raw_sql("SET enable_progress_bar = false")  # the build reports its own phases
         con.raw_sql(f"ATTACH '{_quoted(dataset.database)}' AS {REGISTER_ALIAS} (READ_ONLY)")
         con.raw_sql(f"ATTACH '{_quoted(scratch)}' AS {SCRATCH_ALIAS}")
         reg = Registers(**{name: con.table(name, database=REGISTER_ALIAS)
@@ -163,12 +165,20 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
             con.create_table(name, expr, database=where, overwrite=True)
             return con.table(name, database=where)
 
+        def insert(name: str, expr: ir.Table) -> None:
+            where = (SCRATCH_ALIAS, "main") if name.startswith("scratch_") else None
+            con.insert(name, expr, database=where)
+
         answers = build_answers(reg, definitions, put, progress)
+        answers["units"] = con.table("units")
+        answers.update(build_judged(reg, definitions, answers, put, insert, progress))
         con.raw_sql(f"DETACH {SCRATCH_ALIAS}")
         scratch.unlink(missing_ok=True)
         Path(f"{scratch}.wal").unlink(missing_ok=True)
-        con.con.execute(f"CREATE TABLE {STATE_TABLE} (store_key VARCHAR, built_at TIMESTAMP)")
-        con.con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, now())", [key])
+        first, last = data_span(reg)
+        con.con.execute(f"CREATE TABLE {STATE_TABLE} (store_key VARCHAR, built_at TIMESTAMP, "
+                        "first_day DATE, last_day DATE)")
+        con.con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, now(), ?, ?)", [key, first, last])
         con.raw_sql(f"DETACH {REGISTER_ALIAS}")
         con.raw_sql("CHECKPOINT")
         tables = {name: int(table.count().to_pyarrow().as_py())

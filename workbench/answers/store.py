@@ -16,6 +16,7 @@ is a bug that shows, not a slow page.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from workbench.analysis.funnel import Fit
+from workbench.answers.comparisons import as_fit, contour_lines, judge
+from workbench.engine.journeys import OUTCOMES
 from workbench.engine.query import MEASURES
 
 PERSON_DIMS = ("sex", "age_group")
@@ -78,6 +82,13 @@ class AnswerStore:
     def periods(self) -> pd.DataFrame:
         """Every period held: ``period, kind, period_start, days`` (newest first per kind)."""
         return self.sql("SELECT period, kind, period_start, days FROM periods ORDER BY pid")
+
+    @cached_property
+    def span(self) -> tuple[dt.date, dt.date]:
+        """The first and last dispensing day of the register the store was built from."""
+        found = self.sql("SELECT first_day, last_day FROM answer_state")
+        return (pd.Timestamp(found["first_day"].iloc[0]).date(),
+                pd.Timestamp(found["last_day"].iloc[0]).date())
 
     @cached_property
     def days(self) -> dict[str, int]:
@@ -260,6 +271,133 @@ class AnswerStore:
     def _addictive(self, drug: str) -> bool:
         found = self.sql("SELECT addictive FROM selections WHERE sel = ?", [drug])
         return bool(found["addictive"].iloc[0])
+
+    # --- comparisons ---------------------------------------------------------------------------
+    def funnel(self, group: str, level: str, period: str, *, basis: str = "patients",
+               drug: str | None = None, units: Sequence[str] | None = None,
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The standardised funnel of every unit of ``level`` for a selection and period:
+        ``(table, lines)`` as :func:`workbench.analysis.funnel` and
+        :func:`~workbench.analysis.funnel.contours` give them (``units``: only these rows of
+        it; the fit is always the whole level's)."""
+        selection = self._selection(group, drug)
+        self._check_periods([period])
+        rows = self._standardised(level, [selection.sel], period, units)
+        fitted = self._fit(level, selection.sel, period, basis)
+        table = self._judged(rows, fitted, basis, selection)
+        found = self.sql("SELECT min_exposure, max_exposure FROM funnels WHERE level = ? AND "
+                         "sel = ? AND period = ? AND basis = ?",
+                         [level, selection.sel, period, basis])
+        if found.empty:
+            return table, contour_lines(fitted, np.nan, np.nan).assign(
+                period=period, group=selection.group)
+        lines = contour_lines(fitted, float(found["min_exposure"].iloc[0]),
+                              float(found["max_exposure"].iloc[0]))
+        lines.insert(0, "group", selection.group)
+        lines.insert(0, "period", period)
+        return table, lines
+
+    def standardised(self, groups: Sequence[str], level: str, period: str, *,
+                     basis: str = "patients", drug: str | None = None,
+                     units: Sequence[str] | None = None) -> pd.DataFrame:
+        """Each unit's standardised figures (:func:`workbench.analysis.standardised`'s
+        columns ``patients, listed, observed, expected, variance, oe, oe_lower, oe_upper``)
+        with its funnel's ``z``, ``flag_95`` and ``flag_998``."""
+        selections = [self._selection(g, drug) for g in groups]
+        self._check_periods([period])
+        rows = self._standardised(level, [s.sel for s in selections], period, units)
+        parts = []
+        for selection in selections:
+            mine = rows[rows["sel"] == selection.sel]
+            fitted = self._fit(level, selection.sel, period, basis)
+            parts.append(self._judged(mine, fitted, basis, selection))
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        return table.assign(
+            measure=basis, oe=table["value"],
+            oe_lower=table["ratio_lower"], oe_upper=table["ratio_upper"],
+            crude_per_1000=table["observed"] / table["listed"].where(table["listed"] > 0) * 1000,
+            expected_per_1000=table["exposure"] / table["listed"].where(table["listed"] > 0)
+            * 1000,
+        ).rename(columns={"exposure": "expected"})
+
+    def _standardised(self, level: str, sels: Sequence[str], period: str,
+                      units: Sequence[str] | None) -> pd.DataFrame:
+        where, params = self._where(level, sels, [period], units)
+        return self.sql(f"SELECT * FROM standardised WHERE {where} ORDER BY sel, unit_id",
+                        params)
+
+    def _fit(self, level: str, sel: str, period: str, basis: str) -> Fit:
+        found = self.sql("SELECT * FROM funnels WHERE level = ? AND sel = ? AND period = ? "
+                         "AND basis = ?", [level, sel, period, basis])
+        if found.empty:
+            return Fit(np.nan, 1.0, np.nan, 0.0, "none", 0)
+        return as_fit(found.iloc[0])
+
+    def _judged(self, rows: pd.DataFrame, fitted: Fit, basis: str,
+                selection: Selection) -> pd.DataFrame:
+        judged = judge(rows, fitted, basis)
+        judged = judged.assign(group=selection.group, phi=fitted.phi, tau2=fitted.tau2,
+                               adjustment=fitted.adjustment)
+        columns = ["level", "unit_id", "period", "group", "patients", "listed", "observed",
+                   "expected", "variance", "value", "target", "z", "lower_95", "upper_95",
+                   "lower_998", "upper_998", "flag_95", "flag_998", "phi", "tau2",
+                   "adjustment", "ratio_lower", "ratio_upper"]
+        judged["patients"] = judged["patients"].astype("int64")
+        return judged[columns].rename(columns={"expected": "exposure"}).reset_index(drop=True)
+
+    def deciles(self, group: str, periods: Sequence[str], measure: str, *,
+                drug: str | None = None) -> pd.DataFrame:
+        """``period, units, decile_10 … decile_90``: the deciles of the practices' published
+        values of ``measure`` per period (``units``: how many values they rest on)."""
+        selection = self._selection(group, drug)
+        periods = self._check_periods(periods)
+        found = self.sql(
+            f"SELECT * FROM deciles WHERE sel = ? AND measure = ? AND period IN "
+            f"({', '.join('?' * len(periods))})", [selection.sel, measure, *periods])
+        order = {p: i for i, p in enumerate(periods)}
+        found = found.sort_values("period", key=lambda s: s.map(order)).reset_index(drop=True)
+        return found.drop(columns=["sel", "measure"])
+
+    def risks(self, level: str, period: str, *, units: Sequence[str] | None = None,
+              risks: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every risk of the level's units in a period: the engine's risk measures, with each
+        practice's and cluster's funnel columns (``target, z, flag_95, flag_998`` …)."""
+        self._check_periods([period])
+        clause, params = "level = ? AND period = ?", [level, period]
+        if units is not None:
+            clause += f" AND unit_id IN ({', '.join('?' * len(units))})" if units else " AND false"
+            params += list(units)
+        if risks is not None:
+            clause += f" AND risk IN ({', '.join('?' * len(risks))})" if risks else " AND false"
+            params += list(risks)
+        found = self.sql(f"SELECT * FROM risks WHERE {clause} ORDER BY risk, unit_id", params)
+        if found.empty and period not in self.offered_risk_periods:
+            raise NotInStore(f"no risks for period {period!r}")
+        return found
+
+    @cached_property
+    def offered_risk_periods(self) -> set[str]:
+        return set(self.sql("SELECT DISTINCT period FROM risks")["period"])
+
+    def journeys(self, group: str, level: str, period: str, *,
+                 units: Sequence[str] | None = None) -> pd.DataFrame:
+        """The journeys of the period's new users of a group (the engine's columns)."""
+        clause = "level = ? AND \"group\" = ? AND period = ?"
+        params: list[Any] = [level, group, period]
+        if units is not None:
+            clause += f" AND unit_id IN ({', '.join('?' * len(units))})" if units else " AND false"
+            params += list(units)
+        found = self.sql(f"SELECT level, unit_id, period, \"group\", outcome, persons, cohort, "
+                         f"share FROM journeys WHERE {clause}", params)
+        if found.empty:
+            raise NotInStore(f"no journeys for {group!r} in {period!r}")
+        order = {o: i for i, o in enumerate(OUTCOMES)}
+        return found.sort_values(["unit_id", "outcome"], key=lambda s: s.map(order)
+                                 if s.name == "outcome" else s).reset_index(drop=True)
+
+    def journey_periods(self) -> set[str]:
+        """The cohort periods whose journeys the store holds."""
+        return set(self.sql("SELECT DISTINCT period FROM journeys")["period"])
 
     def listed(self, level: str, periods: Sequence[str], units: Sequence[str] | None = None,
                by: str | None = None) -> pd.DataFrame:

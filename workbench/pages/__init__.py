@@ -26,6 +26,7 @@ from workbench.pages.choices import (
     url_fields,
 )
 from workbench.pages.links import url
+from workbench.pages.sources import forget_stores, store_for, store_of
 from workbench.pages.view import PageView, RefusedView, audit_event, build, in_voila
 from workbench.paths import Dataset
 from workbench.profiles import Profile, current_profile
@@ -42,35 +43,22 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 _sessions: dict[str, Workbench] = {}  # by database path: $WORKBENCH_DATA and data="..." meet
 
 
-def _session(data: str, *, result_cache: bool = True) -> Workbench:
+def session_for(data: str = "") -> Workbench:
+    """One read-only session per dataset and process, for the catalogue's names and lists;
+    every figure comes from the dataset's answer store (:func:`store_for`)."""
     database = Dataset.at(data or None).database
     if str(database) not in _sessions:
-        _sessions[str(database)] = connect(database, result_cache=result_cache)
+        _sessions[str(database)] = connect(database, use_marts=False)
     return _sessions[str(database)]
 
 
-def session_for(data: str = "") -> Workbench:
-    """One read-only session per dataset and process (a dashboard kernel rebuilds pages on it)."""
-    session = _session(data)
-    session.attach_result_cache()  # if it was opened ahead (open_ahead)
-    return session
-
-
-def open_ahead(data: str = "") -> None:
-    """Open the session and its catalogue before the batch's result cache is written.
-
-    A batch's page kernel waits while the batch precomputes; the register is readable then,
-    the cache not yet. Opening the session (the tables bound, the marts checked) and listing
-    its choices made a kernel's first page (Region 1081's overview) take 0.64 s instead of
-    0.32 s; the cache is attached when that page asks for the session (:func:`session_for`)."""
-    catalog_for(_session(data, result_cache=False))
-
-
 def forget_sessions() -> None:
-    """Close every session of this process (tests that swap datasets under one path)."""
+    """Close every session and store of this process (tests that swap datasets under one
+    path)."""
     for session in _sessions.values():
         session.con.disconnect()
     _sessions.clear()
+    forget_stores()
 
 
 CATALOGS = "page_catalogs"  # the session attribute that keeps them
@@ -78,10 +66,9 @@ CATALOGS = "page_catalogs"  # the session attribute that keeps them
 
 def catalog_for(session: Workbench) -> Catalog:
     """The catalogue of valid choices for ``session`` under this process's viewing profile,
-    built once: its lists (periods, clusters, practices, drug names) come from a register that
-    does not change under a session, and a kernel that renders page after page would otherwise
-    ask the database for them again on every page. Kept on the session itself (a catalogue
-    refers to its session, so a table keyed by sessions would keep every session alive)."""
+    built once: its lists (periods, clusters, practices, drug names) come from a register and a
+    store that do not change under a session. Kept on the session itself (a catalogue refers to
+    its session, so a table keyed by sessions would keep every session alive)."""
     profile = current_profile()
     kept: dict[Profile, Catalog] = session.__dict__.setdefault(CATALOGS, {})
     catalog = kept.get(profile)
@@ -154,8 +141,9 @@ __all__ = [
     "build_page",
     "catalog_for",
     "forget_sessions",
-    "open_ahead",
     "open_page",
     "session_for",
+    "store_for",
+    "store_of",
     "url",
 ]

@@ -12,13 +12,9 @@ from the columns actually present. Pages never compute a measure themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TypeVar
-from weakref import WeakKeyDictionary
 
-import ibis
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -38,55 +34,6 @@ from workbench.pages.choices import PARTITIONS, Catalog, Choices, previous_perio
 MAX_GRAPHS = 4
 RATES = ("patients_per_1000", "ddd_per_1000", "ddd_per_1000_per_day")
 MIN_UNITS_FOR_DECILES = 10  # fewer units and deciles would all but name them
-MEMO_SIZE = 128  # one unit's answers kept per session (a page asks about 5–10)
-LEVEL_MEMO_SIZE = 256  # a level's answers kept per session (some 30 per theme and selection)
-UNIT_FIELDS = ("unit", "units", "cluster")  # memo key fields naming the unit(s) asked about
-
-
-T = TypeVar("T")
-# per session: (a level's answers, one unit's answers), each least recently used first
-_MEMO: WeakKeyDictionary[Workbench, tuple[dict[tuple, object], dict[tuple, object]]] = (
-    WeakKeyDictionary())
-
-
-def memo(session: Workbench, key: tuple, compute: Callable[[], T]) -> T:
-    """An analysis answer kept per session, handed out as a copy.
-
-    The analysis asks about every unit of a level to place one (a funnel needs all practices),
-    so the same national tables come back for every page of a level and period, and again when
-    a dashboard viewer only changes the language or the measure. A session reads one register
-    that does not change under it, so its answers can be kept; the least recently used goes
-    first. A level's answers and one unit's are kept apart: a batch kernel renders some thirty
-    practice pages between two cluster pages, and their per-unit answers would otherwise push
-    out the cluster level's tables, which every cluster page would then build again.
-    """
-    levels, units = _MEMO.setdefault(session, ({}, {}))
-    fields = dict(key)
-    per_unit = any(fields.get(name) for name in UNIT_FIELDS)
-    store, size = (units, MEMO_SIZE) if per_unit else (levels, LEVEL_MEMO_SIZE)
-    if key in store:
-        store[key] = store.pop(key)  # used: the newest again, so the level's tables stay
-    else:
-        if len(store) >= size:
-            store.pop(next(iter(store)))
-        store[key] = compute()
-    found = store[key]
-    if isinstance(found, tuple):
-        return tuple(v.copy() for v in found)  # type: ignore[return-value]
-    if isinstance(found, pd.DataFrame):
-        return found.copy()  # type: ignore[return-value]
-    return found  # type: ignore[return-value]  (frozen: the analysis' Peers)
-
-
-def memo_key(**values: object) -> tuple:
-    """A hashable memo key from keyword values (lists and dicts made tuples)."""
-    def frozen(v: object) -> object:
-        if isinstance(v, dict):
-            return tuple(sorted(v.items()))
-        return tuple(v) if isinstance(v, list | tuple) else v
-    return tuple(sorted((k, frozen(v)) for k, v in values.items()))
-
-
 @dataclass
 class KeyFigure:
     """One headline number with the comparisons a reader needs to judge it."""
@@ -180,11 +127,12 @@ def publish(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
 
 
 class Context:
-    """A page builder's view of the session, the valid choices and the labels."""
+    """A page builder's view of the answer store, the valid choices and the labels."""
 
     def __init__(self, session: Workbench, catalog: Catalog, choices: Choices) -> None:
         self.session = session
         self.catalog = catalog
+        self.store = catalog.store
         self.choices = choices
         self.glossary = glossary()
         self.profile = catalog.profile
@@ -277,7 +225,7 @@ class Context:
     def filters(self) -> dict[str, str]:
         return {"drug": self.choices.drug} if self.choices.drug else {}
 
-    # --- engine -------------------------------------------------------------------------------
+    # --- the answer store ------------------------------------------------------------------
     def context_table(
         self,
         groups: list[str],
@@ -288,14 +236,15 @@ class Context:
         measures: tuple[str, ...] | None = None,
         units: list[tuple[str, str, str]] | None = None,
     ) -> pd.DataFrame:
-        """Measures for the page's unit and its comparators in one query, with a ``role``."""
+        """Measures for the page's unit and its comparators, with a ``role``: one slice of the
+        store each."""
         chosen = units or self.context_units
-        df = self.session.measures_frame(
-            [{"groups": groups, "level": level, "periods": periods,
-              "units": None if level == "nation" else [unit], "by": by,
-              "filters": filters or None, "measures": list(measures) if measures else None}
-             for _, level, unit in chosen],
-            [{"role": role} for role, _, _ in chosen])
+        parts = [self.store.measures(
+            groups, level, periods, units=None if level == "nation" else [unit],
+            by=by[0] if by else None, filters=filters or None,
+            measures=list(measures) if measures else None).assign(role=role)
+            for role, level, unit in chosen]
+        df = pd.concat(parts, ignore_index=True)
         return df.drop(columns=[c for c in ("share",) if c in df.columns and not by])
 
     def level_table(
@@ -308,52 +257,28 @@ class Context:
         measures: tuple[str, ...] | None = None,
     ) -> pd.DataFrame:
         """Measures of every unit of a level (or of ``units``) for the page's selection."""
-        return self.session.measures_frame([{
-            "groups": group, "level": level, "periods": periods, "units": units,
-            "filters": self.filters or None,
-            "measures": list(measures) if measures else ["patients", "listed",
-                                                         self.choices.measure]}])
+        return self.store.measures(
+            group, level, periods, units=units, filters=self.filters or None,
+            measures=list(measures) if measures else ["patients", "listed",
+                                                        self.choices.measure])
 
     def published_level(self, level: str, periods: list[str], *, group: str,
                         measures: tuple[str, ...] | None = None) -> pd.DataFrame:
-        """:meth:`level_table` of every unit of ``level``, published: the same table for every
-        page of a level, period and selection (a cluster page's band of all practices, the
-        nation's line), so kept per session (:func:`memo`)."""
-        def compute() -> pd.DataFrame:
-            df = self.level_table(level, periods, group=group, measures=measures)
-            return publish(df, measure_spec(df, ("level", "unit_id", "period", "group")))
+        """:meth:`level_table` of every unit of ``level``, published."""
+        df = self.level_table(level, periods, group=group, measures=measures)
+        return publish(df, measure_spec(df, ("level", "unit_id", "period", "group")))
 
-        return memo(self.session, memo_key(
-            what="published_level", level=level, periods=periods, group=group,
-            measures=measures or ("patients", "listed", self.choices.measure),
-            filters=self.filters), compute)
-
-    def practice_band(self, periods: list[str], *, group: str) -> pd.DataFrame | None:
-        """:meth:`deciles` of the nation's published practice values, kept per session like
-        :meth:`published_level`."""
-        return memo(self.session, memo_key(
-            what="practice_band", periods=periods, group=group, measure=self.choices.measure,
-            filters=self.filters),
-            lambda: self.deciles(self.published_level("practice", periods, group=group)))
-
-    def deciles(self, published: pd.DataFrame) -> pd.DataFrame | None:
-        """National deciles of the measure over *published* unit values, per period; ``None``
-        when fewer than :data:`MIN_UNITS_FOR_DECILES` units have a published value."""
-        measure = self.choices.measure
-        known = published[published[measure].notna()]
-        counts = known.groupby("period").size()
-        if known.empty or counts.min() < MIN_UNITS_FOR_DECILES:
+    def practice_band(self, periods: list[str], *, group: str,
+                      measure: str | None = None) -> pd.DataFrame | None:
+        """``period, low, median, high``: the 10th, 50th and 90th percentiles of the nation's
+        published practice values per period (the store's deciles); ``None`` when some period
+        has fewer than :data:`MIN_UNITS_FOR_DECILES` practices with a published value."""
+        band = self.store.deciles(group, periods, measure or self.choices.measure,
+                                  drug=self.choices.drug or None)
+        if band.empty or len(band) < len(periods) or band["units"].min() < MIN_UNITS_FOR_DECILES:
             return None
-        table = ibis.memtable(
-            known[["level", "period", "unit_id", measure]].astype({measure: float})
-        )
-        from workbench.engine import deciles
-
-        long = deciles(table, measure).to_pandas()
-        wide = long.pivot_table(index="period", columns="decile", values=measure).reset_index()
-        return wide.rename(columns={10: "low", 50: "median", 90: "high"})[
-            ["period", "low", "median", "high"]
-        ]
+        return band.rename(columns={"decile_10": "low", "decile_50": "median",
+                                    "decile_90": "high"})[["period", "low", "median", "high"]]
 
     def breakdown_table(self, units: list[tuple[str, str, str]]) -> pd.DataFrame:
         """Patients, shares and DDD by the chosen breakdown, with an ``all`` row per unit so a

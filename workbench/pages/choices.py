@@ -16,8 +16,11 @@ from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from urllib.parse import parse_qs
 
+from workbench.answers import AnswerStore
+from workbench.answers.periods import offered
 from workbench.engine import Workbench, parse_period, period_series
 from workbench.glossary import LANGUAGES
+from workbench.pages.sources import store_of
 from workbench.profiles import Profile, current_profile
 
 PAGE_KINDS = (
@@ -106,10 +109,18 @@ class Catalog:
     periods, clusters, practices and drugs from the dataset; and what the viewing profile
     allows (:mod:`workbench.profiles`; the process's own profile unless one is given)."""
 
-    def __init__(self, session: Workbench, profile: Profile | None = None) -> None:
+    def __init__(self, session: Workbench, profile: Profile | None = None,
+                 store: AnswerStore | None = None) -> None:
         self.session = session
         self.definitions = session.definitions
         self._profile = profile
+        if store is not None:
+            self.store = store
+
+    @cached_property
+    def store(self) -> AnswerStore:
+        """The answer store every page and every list of choices reads (the dataset's)."""
+        return store_of(self.session)
 
     @cached_property
     def profile(self) -> Profile:
@@ -125,31 +136,16 @@ class Catalog:
 
     @cached_property
     def data_range(self) -> tuple[dt.date, dt.date]:
-        """First and last dispensing date of the register."""
-        red = self.session.registers.redemptions
-        row = red.aggregate(first=red.dispensed_on.min(), last=red.dispensed_on.max()).execute()
-        first, last = row["first"].iloc[0], row["last"].iloc[0]
-        return _as_date(first), _as_date(last)
+        """First and last dispensing date of the register (as the store was built from)."""
+        return self.store.span
 
     @cached_property
     def periods(self) -> list[str]:
-        """Periods a page may show, newest first: every complete year after the first (whose
-        look-back is incomplete), the quarters of the last two complete years, and the latest
-        rolling 12 months."""
-        first, last = self.data_range
-        last_full_month = (last + dt.timedelta(days=1)).replace(day=1) - dt.timedelta(days=1)
-        if last_full_month.month == 12 or last == last_full_month:
-            end_month = last_full_month
-        else:
-            end_month = last_full_month.replace(day=1) - dt.timedelta(days=1)
-        years = [str(y) for y in range(end_month.year, first.year, -1)
-                 if dt.date(y, 12, 31) <= end_month]
-        quarters: list[str] = []
-        for year in years[:2]:
-            quarters += [f"{year}Q{q}" for q in (4, 3, 2, 1)]
-        r12 = f"R12-{end_month.year}-{end_month.month:02d}"
-        found = years + ([r12] if r12 != f"R12-{years[0]}-12" else []) if years else [r12]
-        return found + [q for q in quarters if q not in found]
+        """Periods a page may show, as the store holds them: every year, R12 period, quarter
+        and month starting a year or more after the data's first day (the consumption group
+        and started/continued look back 365 days), newest first within each kind."""
+        held = [parse_period(p) for p in self.store.periods["period"]]
+        return [p.label for p in offered(held, self.data_range[0])]
 
     @cached_property
     def clusters(self) -> dict[str, Unit]:
@@ -230,10 +226,10 @@ class Catalog:
         return self._atc_da if language == "da" else self._atc
 
     def drugs_of(self, group: str, language: str = "en") -> dict[str, str]:
-        """The drugs (ATC code -> substance name in ``language``) of a group that the register's
-        products hold."""
-        rule = self.definitions.groups[group]
-        return {code: name for code, name in self._names(language).items() if rule.matches(code)}
+        """The drugs (ATC code -> substance name in ``language``) of a group that someone
+        redeemed: the ones the store holds answers for."""
+        names = self._names(language)
+        return {code: names.get(code, code) for code in self.store.drugs_of(group)}
 
     def drug_name(self, code: str, language: str = "en") -> str:
         return self._names(language).get(code, code)

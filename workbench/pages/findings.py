@@ -28,31 +28,23 @@ practices' points only to a profile that may see them.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import hashlib
-from pathlib import Path
 
-import ibis
 import numpy as np
 import pandas as pd
 
-import workbench.analysis
-from workbench.analysis import Peers, contours, funnel, peers, standardised
+from workbench.analysis import Peers
 from workbench.analysis.opportunities import opportunity_rows, rank
 from workbench.analysis.standardise import garwood, scaled_interval
 from workbench.disclosure import Derived, Margin, TableSpec
-from workbench.engine import Workbench, parse_period
+from workbench.engine import parse_period
 from workbench.engine.journeys import OUTCOMES, year_before
-from workbench.engine.peers import DECILES, deciles
-from workbench.engine.query import Query
+from workbench.engine.peers import DECILES
 from workbench.pages import analysis_charts
 from workbench.pages.base import (
     MIN_UNITS_FOR_DECILES,
     Context,
     Section,
     measure_spec,
-    memo,
-    memo_key,
     publish,
     safe_section,
 )
@@ -66,9 +58,6 @@ FLAG_COLUMNS = ("flag_95", "flag_998")
 FUNNEL_DERIVED = ("expected", "ratio", "ratio_lower", "ratio_upper", "z", "lower_95",
                   "upper_95", "lower_998", "upper_998", *FLAG_COLUMNS)
 FOLLOW_UP = dt.timedelta(days=365)  # the journeys' longest window
-ANALYSIS_DIR = Path(workbench.analysis.__file__).parent
-STORED_ROW = "_row"  # a stored table's row number: the order its pages read it in
-NULL_MARK = "__null"  # a stored column that held nothing but nulls
 
 # --- who may see what, and what is measured -------------------------------------------------
 
@@ -178,11 +167,9 @@ def areas_section(ctx: Context, groups: list[str]) -> Section:
         cluster = ctx.catalog.cluster_of(c.level, c.unit)
         mates = (sorted(p.id for p in ctx.catalog.practices_of(cluster))
                  if cluster in ctx.catalog.clusters else None)
-        raw = memo(ctx.session, memo_key(what="opportunities", unit=c.unit, level=c.level,
-                                         period=ctx.period, groups=groups),
-                   lambda: opportunity_rows(ctx.session, c.unit, c.level, ctx.period,
-                                            groups=groups, risks=bool(risks), judged=judged,
-                                            practices=practices, cluster_members=mates))
+        raw = opportunity_rows(ctx.session, c.unit, c.level, ctx.period, groups=groups,
+                               risks=bool(risks), judged=judged, practices=practices,
+                               cluster_members=mates)
         raw = raw[(raw["kind"] == "group") | raw["item"].isin(risks)].reset_index(drop=True)
         listed = raw["listed"].astype(float)
         reference = _reference_patients(ctx, groups, risks)
@@ -326,114 +313,41 @@ def _flagged_practices(ctx: Context, cluster: str, df: pd.DataFrame, judged: Pee
 
 
 def level_peers(ctx: Context, level: str, groups: list[str]) -> Peers:
-    """The analysis' judgement of every unit of ``level`` in the page's period, for the theme's
-    groups and every risk (:func:`workbench.analysis.peers`), once per session, and in a batch
-    once for all its kernels (:func:`stored_peers`)."""
-    return memo(ctx.session, memo_key(what="peers", level=level, period=ctx.period, groups=groups),
-                 lambda: stored_peers(ctx.session, level, ctx.period, groups,
-                                      risks=bool(ctx.catalog.definitions.risks)))
-
-
-@functools.cache
-def analysis_digest() -> str:
-    """A hash of the analysis' source: stored judgements of another analysis are not used."""
-    digest = hashlib.sha256()
-    for path in sorted(ANALYSIS_DIR.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def stored_peers(session: Workbench, level: str, period: str, groups: list[str], *,
-                 risks: bool) -> Peers:
-    """:func:`workbench.analysis.peers` through the batch's result cache.
-
-    The judgement of every unit of a level (standardised ratios and risks in their national
-    funnels) is the same for every page of the level and period, and costs a kernel a sixth of
-    a second per level and theme. The batch's precompute (a writable cache) computes it once
-    and stores its two tables; page kernels read them back (in the computed row order, with the
-    same columns and types) instead of computing. Without a cache, or for a question the cache
-    does not hold, it is computed as before. The key names the analysis' code too: the
-    engine's digest, which guards the cache, does not cover it.
-    """
-    cache = session.result_cache
-
-    @functools.cache
-    def computed() -> Peers:
-        return peers(session, level, period, groups=groups, risks=risks)
-
-    if cache is None or not (risks and session.definitions.risks):  # (pages always ask risks)
-        return computed()
-    query = Query.build(session.definitions, groups=groups, level=level, units=None,
-                        periods=period)
-    found: dict[str, pd.DataFrame] = {}
-    for part in ("groups", "risks"):
-        def compute(_: Query, part: str = part) -> ibis.Table:
-            return _storable(getattr(computed(), part))
-
-        table = cache.lookup(query, compute, f"peers_{part}", (analysis_digest(),))
-        if table is None:
-            return computed()
-        found[part] = _restored(table.to_pandas())
-    return Peers(level, period, "patients", "additive", found["groups"], found["risks"])
-
-
-def _storable(frame: pd.DataFrame) -> ibis.Table:
-    """A computed frame as a table the result cache can store and :func:`_restored` gives back
-    as it was: its row order in :data:`STORED_ROW`, and a column of nothing but nulls (a flag no
-    unit raised: Ibis types it ``null``, which DuckDB can't store) as text, marked by name."""
-    table = ibis.memtable(frame.assign(**{STORED_ROW: np.arange(len(frame))}))
-    nulls = [name for name, dtype in table.schema().items() if dtype.is_null()]
-    return table.rename({f"{name}{NULL_MARK}": name for name in nulls}).cast(
-        {f"{name}{NULL_MARK}": "string" for name in nulls})
-
-
-def _restored(stored: pd.DataFrame) -> pd.DataFrame:
-    """The frame :func:`_storable` stored, in its order, with its columns and types."""
-    frame = stored.sort_values(STORED_ROW, kind="stable").drop(columns=STORED_ROW)
-    frame = frame.reset_index(drop=True)
-    for name in [c for c in frame.columns if c.endswith(NULL_MARK)]:
-        frame[name] = pd.Series([None] * len(frame), dtype=object)
-    return frame.rename(columns={c: c.removesuffix(NULL_MARK) for c in frame.columns})
+    """The judgement of every unit of ``level`` in the page's period: the groups'
+    standardised ratios and the risks' rates, each in its national funnel, as the store holds
+    them (:func:`workbench.analysis.peers` computes the same on demand)."""
+    store = ctx.store
+    judged = store.standardised(groups, level, ctx.period)
+    risks = store.risks(level, ctx.period)
+    return Peers(level, ctx.period, "patients", "additive", judged, risks)
 
 
 def practice_funnel(
     ctx: Context, groups: list[str], measure: str, filters: dict[str, str] | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every practice's standardised ratio in the national funnel, per group, and the funnel's
-    limit lines; not published (callers publish what they show).
-
-    The limits are the analysis' own (:func:`workbench.analysis.funnel`, additive
-    overdispersion): the same practices are flagged here as by the analysis.
-    """
-    def compute() -> tuple[pd.DataFrame, pd.DataFrame]:
-        table = funnel(ctx.session, groups, ctx.period, level="practice",
-                       indicator=f"standardised_{measure}", filters=filters or None).to_pandas()
-        lines = contours(table, exposure="exposure", observed="observed", variance="variance",
-                         per=1.0).to_pandas()
-        return _with_intervals(table, measure), lines
-
-    return memo(ctx.session, memo_key(what="practice_funnel", period=ctx.period, groups=groups,
-                                   measure=measure, filters=filters or {}), compute)
+    limit lines; not published (callers publish what they show). The limits are the analysis'
+    own (additive overdispersion): the same practices are flagged here as by the analysis."""
+    drug = (filters or {}).get("drug")
+    tables, lines = [], []
+    for group in groups:
+        table, line = ctx.store.funnel(group, "practice", ctx.period, basis=measure, drug=drug)
+        tables.append(table)
+        lines.append(line)
+    table = pd.concat(tables, ignore_index=True)
+    return _with_intervals(table, measure), pd.concat(lines, ignore_index=True)
 
 
 def group_funnel(ctx: Context, measure: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`practice_funnel` of the page's group. Asked for every group of the theme at once
-    (unless a drug is chosen), so moving between the theme's groups reuses one answer."""
-    c = ctx.choices
-    groups = [c.group] if c.drug else ctx.catalog.definitions.groups_of(c.theme)
-    national, lines = practice_funnel(ctx, groups, measure, ctx.filters)
-    return (national[national["group"] == c.group].reset_index(drop=True),
-            lines[lines["group"] == c.group].reset_index(drop=True))
+    """:func:`practice_funnel` of the page's group (and drug)."""
+    return practice_funnel(ctx, [ctx.choices.group], measure, ctx.filters)
 
 
 def _cluster_standardised(ctx: Context, cluster: str, groups: list[str], measure: str,
                           filters: dict[str, str] | None) -> pd.DataFrame:
     """The cluster's own standardised figures (the total row of its practices' funnel)."""
-    return memo(ctx.session, memo_key(what="cluster", cluster=cluster, period=ctx.period,
-                                   groups=groups, measure=measure, filters=filters or {}),
-                 lambda: standardised(ctx.session, groups, "cluster", ctx.period,
-                                      units=[cluster], measure=measure,
-                                      filters=filters or None).to_pandas())
+    return ctx.store.standardised(groups, "cluster", ctx.period, basis=measure,
+                                  drug=(filters or {}).get("drug"), units=[cluster])
 
 
 def _with_intervals(table: pd.DataFrame, measure: str) -> pd.DataFrame:
@@ -621,18 +535,10 @@ def practice_funnel_section(ctx: Context) -> Section:
         measure = basis(ctx)
         national, lines = group_funnel(ctx, measure)
 
-        def shown() -> pd.DataFrame:
-            points = national[[practice_shown(ctx, u) for u in national["unit_id"]]]
-            return _publish_funnel(ctx, _funnel_columns(points, measure),
-                                   ("level", "unit_id", "period", "group"), measure,
-                                   ctx.filters)
-
-        # a profile that sees every practice sees the same published funnel on every practice
-        # page of the group: published once per session (nationally thousands of points)
-        published = (memo(ctx.session, memo_key(
-            what="published_practice_funnel", period=ctx.period, group=c.group,
-            measure=measure, filters=ctx.filters), shown)
-            if ctx.profile.shows_other_practices_raw else shown())
+        points = national[[practice_shown(ctx, u) for u in national["unit_id"]]]
+        published = _publish_funnel(ctx, _funnel_columns(points, measure),
+                                    ("level", "unit_id", "period", "group"), measure,
+                                    ctx.filters)
         cluster = ctx.catalog.practices[c.unit].cluster
         mates = {p.id: p.name for p in ctx.catalog.practices_of(cluster)}
         roles = np.where(published["unit_id"] == c.unit, "unit",
@@ -679,13 +585,8 @@ def clusters_funnel_section(ctx: Context, cluster: str, section_id: str, *,
     def build() -> Section:
         c = ctx.choices
         measure = basis(ctx)
-        table = memo(ctx.session, memo_key(what="clusters_funnel", period=ctx.period,
-                                        group=c.group, measure=measure, filters=ctx.filters),
-                      lambda: funnel(ctx.session, c.group, ctx.period, level="cluster",
-                                     indicator=f"standardised_{measure}",
-                                     filters=ctx.filters or None).to_pandas())
-        lines = contours(table, exposure="exposure", observed="observed", variance="variance",
-                         per=1.0).to_pandas()
+        table, lines = ctx.store.funnel(c.group, "cluster", ctx.period, basis=measure,
+                                        drug=c.drug or None)
         region = ctx.catalog.clusters[cluster].region
         mine = {u.id for u in ctx.catalog.clusters_of_region(region)}
         df = _funnel_columns(_with_intervals(table, measure), measure)
@@ -734,10 +635,7 @@ def decile_trend_section(ctx: Context) -> Section:
         df = ctx.context_table([c.group], ctx.quarters, filters=ctx.filters, measures=wanted,
                                units=units)
         published = publish(df, measure_spec(df, KEYS))
-        band = memo(ctx.session, memo_key(what="practice_deciles", periods=ctx.quarters,
-                                          group=c.group, measure=measure, filters=ctx.filters),
-                    lambda: _deciles(ctx.published_level("practice", ctx.quarters, group=c.group,
-                                                         measures=wanted), measure))
+        band = _deciles(ctx, c.group, ctx.quarters, measure)
         names = {role: ctx.unit_name(level, unit) for role, level, unit in units}
         table = published.assign(_r=published["role"].map({"unit": 0, "cluster": 1}))
         table = table.sort_values(["_r", "period"]).drop(columns="_r")
@@ -766,18 +664,14 @@ def decile_trend_section(ctx: Context) -> Section:
     return safe_section("trend", title, build)
 
 
-def _deciles(published: pd.DataFrame, measure: str) -> pd.DataFrame | None:
-    """``period, decile_10 … decile_90`` of the published unit values (the engine's deciles);
+def _deciles(ctx: Context, group: str, periods: list[str], measure: str
+             ) -> pd.DataFrame | None:
+    """``period, decile_10 … decile_90`` of the practices' published values (the store's);
     ``None`` when some period has fewer than :data:`MIN_UNITS_FOR_DECILES` values."""
-    known = published[published[measure].notna()]
-    counts = known.groupby("period").size()
-    if known.empty or counts.min() < MIN_UNITS_FOR_DECILES:
+    band = ctx.store.deciles(group, periods, measure, drug=ctx.choices.drug or None)
+    if band.empty or len(band) < len(periods) or band["units"].min() < MIN_UNITS_FOR_DECILES:
         return None
-    table = ibis.memtable(known[["level", "period", "unit_id", measure]].astype({measure: float}))
-    long = deciles(table, measure).to_pandas()
-    wide = long.pivot_table(index="period", columns="decile", values=measure).reset_index()
-    return wide.rename(columns={d: f"decile_{d}" for d in DECILES})[
-        ["period", *(f"decile_{d}" for d in DECILES)]]
+    return band[["period", *(f"decile_{d}" for d in DECILES)]]
 
 
 # --- journeys and risks (tables) ------------------------------------------------------------
@@ -799,12 +693,18 @@ def cohort_period(ctx: Context) -> str:
 
 def _unit_rows(ctx: Context, method: str, level: str, unit: str,
                **kwargs: object) -> pd.DataFrame:
-    """``session.<method>`` (measures, journeys, risks) for one unit (all of the nation for
-    ``nation``), kept per session: the nation's rows, the costliest, serve every page."""
+    """The store's ``measures``, ``journeys`` or ``risks`` for one unit (every unit of the
+    nation for ``nation``)."""
     units = None if level == "nation" else [unit]
-    return memo(ctx.session, memo_key(what=method, level=level, units=units or [], **kwargs),
-                 lambda: getattr(ctx.session, method)(level=level, units=units,
-                                                      **kwargs).to_pandas())
+    store = ctx.store
+    if method == "measures":
+        return store.measures(kwargs["groups"], level, kwargs["periods"], units=units,
+                              filters=kwargs.get("filters"), measures=kwargs.get("measures"))
+    if method == "journeys":
+        return store.journeys(kwargs["groups"], level, kwargs["periods"], units=units)
+    if method == "risks":
+        return store.risks(level, kwargs["periods"], units=units, risks=kwargs.get("risks"))
+    raise ValueError(f"no {method!r} in the store")
 
 
 def _context_rows(ctx: Context, method: str, **kwargs: object) -> pd.DataFrame:

@@ -48,6 +48,44 @@ CSS = """
 """
 
 
+# A dashboard while it rebuilds after a filter change (``wb-updating`` on each block's widget,
+# :class:`~workbench.pages.view.PageView`): the old content dimmed and not clickable, and at the
+# block's top right, clear of its title, the glossary's "updating" label with a spinner. Only
+# live dashboards use it (the batch's static pages never update).
+UPDATING = "wb-updating"
+LIVE_CSS = """
+.wb-updating{position:relative}
+.wb-updating>.widget-html-content{opacity:.35;transition:opacity .15s;pointer-events:none}
+.wb-updating::before{content:"";position:absolute;z-index:2;top:10px;right:15px;width:14px;
+  height:14px;box-sizing:border-box;border:3px solid #ddd;border-top-color:#D55E00;
+  border-radius:50%;animation:wb-spin .8s linear infinite}
+.wb-updating::after{content:var(--wb-updating-label);position:absolute;z-index:1;top:4px;
+  right:4px;padding:4px 32px 4px 12px;border:1px solid #ddd;border-radius:14px;
+  background:rgba(255,255,255,.92);color:#333;font:600 .9em system-ui,-apple-system,
+  "Segoe UI",Roboto,sans-serif;box-shadow:0 1px 3px rgba(0,0,0,.12)}
+@keyframes wb-spin{to{transform:rotate(360deg)}}
+@media (prefers-reduced-motion:reduce){.wb-updating::before{animation:none}
+  .wb-updating>.widget-html-content{transition:none}}
+"""
+
+
+def live_css(language: str) -> str:
+    """The style of a live dashboard's updating state, its label in ``language``.
+
+    >>> '--wb-updating-label:"Updating\\\\2026 "' in live_css("en")
+    True
+    """
+    label = _css_string(_t("updating", language))
+    return f"<style>:root{{--wb-updating-label:{label}}}{LIVE_CSS}</style>"
+
+
+def _css_string(text: str) -> str:
+    """``text`` as a quoted CSS string: anything but letters, digits and spaces as a CSS escape,
+    so no quote, backslash or ``</style>`` in a label can end the string or the style."""
+    return '"' + "".join(c if c.isascii() and (c.isalnum() or c == " ") else f"\\{ord(c):x} "
+                         for c in text) + '"'
+
+
 def _t(key: str, language: str, **values: object) -> str:
     text = glossary().label("ui", key, language)
     return text.format(**values) if values else text

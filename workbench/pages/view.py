@@ -5,15 +5,24 @@ The notebook calls ``view.header()``, ``view.controls()``, ``view.key_figures()`
 page built from the parameters. In Voilà each call displays a widget; moving a filter rebuilds the
 page (after validating the widget values like any untrusted input) and replaces the widgets'
 content in place, so the layout of the notebook stays the layout of the dashboard.
+
+While a page rebuilds, its blocks say so (dimmed, a spinner and "updating", the filters disabled;
+the class is sent to the browser before the rebuild starts). After a rebuild the browser's address
+becomes the page's shareable URL for the new choices (``history.replaceState``, from a
+``application/javascript`` output of a hidden Output widget, which Voilà's page runs), so a
+reload or a copied address opens the same view.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import os
+import re
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from workbench import audit
 from workbench.engine import Workbench
@@ -34,6 +43,7 @@ from workbench.pages.choices import (
 from workbench.pages.links import url
 
 INTERVENTION = ("cluster_intervention", "practice_intervention")
+SAFE_QUERY = re.compile(r"[A-Za-z0-9_.~%=&+-]*")  # what urlencode writes, nothing else
 
 
 def in_voila() -> bool:
@@ -124,6 +134,7 @@ class PageView:
         self.seconds = time.perf_counter() - started
         self._blocks: dict[str, object] = {}
         self._inputs: dict[str, object] = {}
+        self._address: object | None = None  # the Output widget that sets the browser's URL
 
     # --- the cells' calls ---------------------------------------------------------------------
     def header(self) -> None:
@@ -137,7 +148,14 @@ class PageView:
 
         if not self._inputs:
             self._inputs = self._make_inputs()
-        display(w.HBox(list(self._inputs.values()), layout=w.Layout(flex_flow="row wrap")))
+            self._address = w.Output(layout=w.Layout(display="none"))
+            self._address.add_class("wb-address")
+        style = w.HTML(render.live_css(self.choices.language),
+                       layout=w.Layout(display="none"))
+        bar = w.HBox([*self._inputs.values(), style, self._address],
+                     layout=w.Layout(flex_flow="row wrap"))
+        bar.add_class("wb-filters")
+        display(bar)
 
     def key_figures(self) -> None:
         self._show("key_figures")
@@ -213,6 +231,22 @@ class PageView:
                                         group, self.choices.language).items())]
 
     def _changed(self, change: dict) -> None:
+        """A filter moved: show the page is updating, validate every filter's value, rebuild.
+
+        The updating state goes out before anything slow happens and is cleared however the
+        change ends: the new page shown, a forged value refused, or a failed rebuild (then the
+        filters go back to the choices of the page still shown, and the error propagates to
+        the kernel's log)."""
+        self._set_updating(True)
+        try:
+            self._apply(change)
+        except Exception:
+            self._show_choices()
+            raise
+        finally:
+            self._set_updating(False)
+
+    def _apply(self, change: dict) -> None:
         values = {name: widget.value for name, widget in self._inputs.items()}
         if "drug" in self._inputs and change["owner"] is self._inputs.get("group"):
             drug = self._inputs["drug"]
@@ -235,15 +269,68 @@ class PageView:
         audit_event("filter", self.catalog, choices.kind, choices.unit, choices.as_query())
 
     def update(self, choices: Choices) -> None:
-        """Rebuild the page for new (validated) choices and refresh every block in place."""
+        """Rebuild the page for new (validated) choices, refresh every block in place and point
+        the browser's address at the new view. A failed build leaves the page and its choices
+        as they were."""
         started = time.perf_counter()
-        self.choices, self.error = choices, ""
-        self.page = build(self.session, self.catalog, choices)
+        page = build(self.session, self.catalog, choices)
+        self.choices, self.error, self.page = choices, "", page
         self.seconds = time.perf_counter() - started
         self._refresh(list(self._blocks))
+        self._follow_address()
 
     def _refresh(self, blocks: list[str]) -> None:
         for block in blocks:
             widget = self._blocks.get(block)
             if widget is not None:
                 widget.value = self.html(block)  # type: ignore[attr-defined]
+
+    # --- the live state in the browser -------------------------------------------------------
+    def _set_updating(self, on: bool) -> None:
+        """Mark every block as updating (or not) and disable the filters meanwhile. Each change
+        is a widget message sent when it is set, so the browser dims the old page while the
+        kernel is still rebuilding."""
+        blocks: dict[str, Any] = self._blocks
+        for widget in blocks.values():
+            if on:
+                widget.add_class(render.UPDATING)
+            else:
+                widget.remove_class(render.UPDATING)
+        inputs: dict[str, Any] = self._inputs
+        for widget in inputs.values():
+            widget.disabled = on
+
+    def _show_choices(self) -> None:
+        """Set the filters back to the choices of the page shown, without a rebuild."""
+        inputs: dict[str, Any] = self._inputs
+        for widget in inputs.values():
+            widget.unobserve(self._changed, names="value")
+        try:
+            if "drug" in inputs:
+                inputs["drug"].options = self._drug_options(self.choices.group)
+            for name, widget in inputs.items():
+                widget.value = getattr(self.choices, name)
+        finally:
+            for widget in inputs.values():
+                widget.observe(self._changed, names="value")
+
+    def _follow_address(self) -> None:
+        """Make the browser's address the page's shareable URL (:func:`links.url`, the share
+        link's query string) by a one-line script in the hidden address widget.
+
+        The query is built from the validated choices alone and URL-encoded; it is checked to
+        hold nothing but URL-safe characters and written as a JSON string, so no value can
+        become script. The path stays the browser's own (wherever Voilà is served from)."""
+        if self._address is None:
+            return
+        query = url(self.page.kind, self.choices).partition("?")[2]
+        if not SAFE_QUERY.fullmatch(query):
+            raise ValueError(f"not a safe query string: {query[:80]!r}")
+        script = ("(function(){var u=new URL(window.location.href);"
+                  f"u.search={json.dumps(query)};"
+                  "window.history.replaceState(window.history.state,'',u.href);})();")
+        output = {"output_type": "display_data", "metadata": {},
+                  "data": {"application/javascript": script, "text/plain": ""}}
+        address: Any = self._address
+        address.outputs = ()  # cleared first, so the same script runs again when set again
+        address.outputs = (output,)
