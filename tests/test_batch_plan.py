@@ -24,7 +24,6 @@ from workbench.publish.batch.plan import (
     make_plan,
     rank_areas,
 )
-from workbench.publish.batch.precompute import representatives
 from workbench.publish.batch.site import extract_csvs, rewrite_links, target_of
 
 # --- intervention-area files ----------------------------------------------------------------
@@ -195,22 +194,6 @@ def test_plan_errors(session, dataset: Dataset, options: dict, expected: str) ->
         make_plan(session, themes=("analgesics",), data=dataset.root,
                   interventions_dir=INTERVENTIONS_DIR, **options)
     assert expected in str(caught.value)
-
-
-def test_pages_of_one_shape_share_a_representative() -> None:
-    def task(kind: str, unit: str, group: str) -> PageTask:
-        return PageTask("analgesics", kind, unit, group,
-                        {"period": "2025", "group": group, "measure": "patients_per_1000"})
-
-    tasks = [task("practice_insight", "111111", "opioids"),
-             task("practice_insight", "222222", "opioids"),
-             task("practice_intervention", "111111", "opioids"),
-             task("practice_intervention", "222222", "nsaids"),
-             task("practice_intervention", "333333", "opioids")]
-    # three shapes: insight; intervention on opioids; intervention on nsaids
-    assert [(t.kind, t.unit) for t in representatives(tasks)] == [
-        ("practice_insight", "111111"), ("practice_intervention", "111111"),
-        ("practice_intervention", "222222")]
 
 
 # --- files and the site ---------------------------------------------------------------------

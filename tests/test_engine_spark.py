@@ -397,3 +397,40 @@ def test_marts_built_on_spark_answer_as_duckdb_raw_tables(rich: Pair) -> None:
     assert from_marts.marts is not None
     got = assert_same(rich.duck.measures(**MART_QUESTION), from_marts.measures(**MART_QUESTION))
     assert got.patients.sum() > 0
+
+
+def test_the_answer_store_built_on_spark_equals_duckdbs(rich: Pair) -> None:
+    """The answer store's build is plain Ibis: every table it writes, built by Spark, holds the
+    rows DuckDB's build of the same register holds."""
+    from workbench.answers import Progress, build_answers
+    from workbench.answers.judged import build_judged
+
+    quiet = Progress(say=lambda _: None)
+    built: dict[str, dict[str, pd.DataFrame]] = {}
+    for name, con, session in (("duckdb", rich.duck_con, rich.duck),
+                               ("spark", rich.spark_con, rich.on_spark)):
+        def put(table: str, expr: ibis.Table, con: Any = con, prefix: str = name) -> ibis.Table:
+            con.create_table(f"{prefix}_{table}", expr, overwrite=True)
+            return con.table(f"{prefix}_{table}")
+
+        def insert(table: str, expr: ibis.Table, con: Any = con, prefix: str = name) -> None:
+            con.insert(f"{prefix}_{table}", expr)
+
+        answers = build_answers(session.registers, session.definitions, put, quiet)
+        answers["units"] = con.table(f"{name}_units")
+        answers.update(build_judged(session.registers, session.definitions, answers, put,
+                                    insert, quiet))
+        built[name] = {table: expr.to_pandas() for table, expr in answers.items()}
+    assert set(built["spark"]) == set(built["duckdb"])
+    for table, expected in built["duckdb"].items():
+        got = built["spark"][table]
+        assert list(got.columns) == list(expected.columns), table
+        keys = [c for c in expected.columns if expected[c].dtype == object
+                or pd.api.types.is_integer_dtype(expected[c])]
+
+        def ordered(df: pd.DataFrame, keys: list[str] = keys) -> pd.DataFrame:
+            return df.sort_values(keys, na_position="first").reset_index(drop=True)
+
+        assert len(got) == len(expected) > 0, table
+        pd.testing.assert_frame_equal(ordered(got), ordered(expected), check_dtype=False,
+                                      rtol=1e-9, atol=1e-9, obj=table)

@@ -207,8 +207,8 @@ def test_a_rendered_batch_discloses_nothing_its_profile_may_not_show(
         assert "practice_insight" in kinds or len(result.entries) == 8
     report = scan(out, profile, practices)
     assert report.findings == [], report.summary()
-    # the unsuppressed result cache stays beside the register, never in the published site
-    assert region_slice.batch_cache(out).is_file()
+    # the unsuppressed answer store stays beside the register, never in the published site
+    assert region_slice.answers.is_file()
     assert not [p for p in out.rglob("*") if p.suffix in (".duckdb", ".wal")]
     assert report.files[".html"] >= len(result.entries) and report.files[".ipynb"] >= len(
         result.entries)

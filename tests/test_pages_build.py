@@ -1,17 +1,13 @@
-"""What makes a page cheaper to build in a kernel that renders many: kept catalogues and
-analysis answers, and precomputed judgements, each giving the same page as without them."""
+"""Pages read, never compute: kept catalogues, and every widget option a slice of the answer
+store (the on-demand engine refused while they build)."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 
 import workbench.pages as pages
-from workbench.analysis import peers
-from workbench.engine import connect
-from workbench.engine.cache import ResultCache
-from workbench.pages import findings
+from workbench.engine import connect, parse_period
+from workbench.pages.choices import BREAKDOWN_CHOICES, MEASURE_CHOICES
 from workbench.profiles import PROFILE_ENV
 
 pytestmark = pytest.mark.slow
@@ -54,103 +50,92 @@ def test_another_session_gets_its_own_catalogue(session) -> None:
     assert pages.catalog_for(other).session is other
 
 
-# --- the level's judgement, stored by a batch's precompute ------------------------------------
+# --- every figure a slice of the answer store -----------------------------------------------
 
 
-def frames_identical(a, b) -> bool:
-    """Same columns, types, rows in the same order and the same values (NaN equal to NaN)."""
-    return (list(a.columns) == list(b.columns) and list(a.dtypes) == list(b.dtypes)
-            and a.equals(b) and a.to_csv() == b.to_csv())
+@pytest.fixture()
+def no_engine(monkeypatch):
+    """The on-demand engine and analysis made to fail: a page that computes a figure (instead
+    of reading the store) fails its test. Counts the calls it refused."""
+    calls: list[str] = []
+
+    def refuse(name: str):
+        def refused(*args, **kwargs):
+            calls.append(name)
+            raise AssertionError(f"a page called the on-demand {name}")
+        return refused
+
+    import sys
+
+    import workbench.analysis
+    import workbench.engine.api as api
+
+    # by sys.modules: workbench.analysis re-exports functions named like its modules
+    funnel_module = sys.modules["workbench.analysis.funnel"]
+    opportunities_module = sys.modules["workbench.analysis.opportunities"]
+    standardise_module = sys.modules["workbench.analysis.standardise"]
+
+    monkeypatch.setattr(api, "compute_measures", refuse("compute_measures"))
+    for module, name in ((api.Workbench, "risks"), (api.Workbench, "journeys"),
+                         (api.Workbench, "transitions"), (funnel_module, "funnel"),
+                         (standardise_module, "standardised"), (opportunities_module, "peers"),
+                         (workbench.analysis, "funnel"), (workbench.analysis, "standardised"),
+                         (workbench.analysis, "peers")):
+        monkeypatch.setattr(module, name, refuse(name))
+    return calls
 
 
-def test_stored_peers_are_the_computed_peers_row_for_row(session, tmp_path, monkeypatch) -> None:
-    # a precompute stores the judgement of every unit; a page kernel reads it back as it would
-    # have computed it from the same cache (not from the register: the cache's sums are summed
-    # in one thread, and may differ from a direct computation in the last bits)
-    period = pages.Catalog(session).periods[0]
-    groups = session.definitions.groups_of("analgesics")
-    own = connect(session.con)
-    cache = ResultCache.build(own, tmp_path / "results.duckdb")
-    own.result_cache = cache
-    try:
-        built = {level: findings.stored_peers(own, level, period, groups, risks=True)
-                 for level in ("practice", "cluster")}
-        assert len([k for k, _, _ in cache.computed]) >= 4  # two tables per level
-    finally:
-        cache.close()
-    reader = connect(session.con)
-    reader.result_cache = ResultCache.attach(reader, tmp_path / "results.duckdb")
-    try:
-        computed = {level: peers(reader, level, period, groups=groups, risks=True)
-                    for level in built}
-        monkeypatch.setattr(findings, "peers", _must_not_compute)
-        for level, expected in computed.items():
-            stored = findings.stored_peers(reader, level, period, groups, risks=True)
-            assert (stored.level, stored.period, stored.measure, stored.method) == (
-                expected.level, expected.period, expected.measure, expected.method)
-            for answer in (stored, built[level]):
-                assert frames_identical(answer.groups, expected.groups), level
-                assert frames_identical(answer.risks, expected.risks), level
-    finally:
-        reader.result_cache.close()
+def widget_options(catalog: pages.Catalog, kind: str) -> list[dict[str, str]]:
+    """Each widget of a page kind moved through its options, one widget at a time: every
+    group, measure and breakdown; every drug of the first group; the first and last period
+    of each kind and a few between."""
+    theme = "analgesics"
+    groups = catalog.definitions.groups_of(theme)
+    by_kind: dict[str, list[str]] = {}
+    for period in catalog.periods:
+        by_kind.setdefault(parse_period(period).kind, []).append(period)
+    periods = sorted({p for found in by_kind.values() for p in (found[0], found[-1],
+                                                               found[len(found) // 2])})
+    options = [{"period": p} for p in periods]
+    options += [{"group": g} for g in groups]
+    options += [{"measure": m} for m in MEASURE_CHOICES]
+    if kind in ("cluster_intervention", "practice_intervention"):
+        options += [{"breakdown": b} for b in BREAKDOWN_CHOICES]
+        options += [{"drug": d} for d in catalog.drugs_of(groups[0])]
+        options += [{"drug": d, "breakdown": "product", "period": periods[0]}
+                    for d in list(catalog.drugs_of(groups[0]))[:2]]
+    return [{"theme": theme, **o} for o in options]
 
 
-def _must_not_compute(*args, **kwargs):
-    raise AssertionError("a kernel with the stored judgement computed it again")
+@pytest.mark.parametrize("kind", pages.PAGE_KINDS)
+def test_every_widget_option_is_answered_from_the_store(session, no_engine, kind) -> None:
+    from workbench.profiles import Profile
+
+    catalog = pages.Catalog(session, Profile("analyst"))
+    store = catalog.store
+    before = store.reads
+    built = 0
+    for choices in widget_options(catalog, kind):
+        page = pages.build_page(kind, session, catalog, **choices)
+        notes = [f"{s.id}: {s.note}" for s in page.sections if s.note]
+        assert not notes, (choices, notes)
+        built += 1
+    assert no_engine == [] and built >= 20
+    # every figure came from the store, a few slices a section
+    assert 0 < (store.reads - before) / built <= 12 * (len(page.sections) + 1)
 
 
-def test_stored_peers_of_another_analysis_are_not_used(session, tmp_path, monkeypatch) -> None:
-    period = pages.Catalog(session).periods[0]
-    groups = session.definitions.groups_of("analgesics")
-    own = connect(session.con)
-    own.result_cache = cache = ResultCache.build(own, tmp_path / "results.duckdb")
-    findings.stored_peers(own, "cluster", period, groups, risks=True)
-    cache.close()
-    reader = connect(session.con)
-    reader.result_cache = ResultCache.attach(reader, tmp_path / "results.duckdb")
-    monkeypatch.setattr(findings, "analysis_digest", lambda: "another analysis")
-    computed = []
-    monkeypatch.setattr(findings, "peers", lambda *a, **k: computed.append(1) or peers(*a, **k))
-    try:
-        findings.stored_peers(reader, "cluster", period, groups, risks=True)
-    finally:
-        reader.result_cache.close()
-    assert computed == [1]
-
-
-def test_storing_keeps_a_column_of_nulls_and_an_empty_frame() -> None:
-    frame = pd.DataFrame({"unit_id": ["b", "a"], "flag": [None, None], "z": [1.5, np.nan]})
-    assert frames_identical(findings._restored(findings._storable(frame).to_pandas()), frame)
-    empty = frame.iloc[:0].reset_index(drop=True)
-    assert frames_identical(findings._restored(findings._storable(empty).to_pandas()), empty)
-
-
-def test_a_units_answers_do_not_push_out_a_levels(monkeypatch) -> None:
-    """A batch kernel renders dozens of practice pages between two cluster pages: their
-    per-unit answers must not push out the level's tables the next cluster page reuses."""
-    from workbench.pages import base
-
-    class Session:  # stands in for a Workbench: the memo only needs a weak reference
-        pass
-
-    session = Session()
-    monkeypatch.setattr(base, "MEMO_SIZE", 3)
-    monkeypatch.setattr(base, "LEVEL_MEMO_SIZE", 2)
-    computed: list[dict] = []
-
-    def ask(**key: object) -> pd.DataFrame:
-        return base.memo(session, base.memo_key(**key),  # type: ignore[arg-type]
-                         lambda: computed.append(key) or pd.DataFrame({"n": [len(computed)]}))
-
-    level = {"what": "published_level", "level": "cluster", "units": []}
-    first = ask(**level)
-    for i in range(10):  # ten practices' answers, more than the units' memo holds
-        ask(what="opportunities", unit=f"p{i}", level="practice")
-        ask(what="measures", level="practice", units=[f"p{i}"])
-    assert ask(**level).equals(first) and computed.count(level) == 1
-    ask(what="opportunities", unit="p0", level="practice")  # pushed out long ago: asked again
-    assert sum(k.get("unit") == "p0" for k in computed) == 2
-    for other in ("region", "nation"):  # the levels' own memo is bounded too
-        ask(what="published_level", level=other, units=[])
-    ask(**level)
-    assert computed.count(level) == 2
+def test_every_offered_choice_is_held_by_the_store(session) -> None:
+    catalog = pages.Catalog(session)
+    store = catalog.store
+    held = set(store.periods["period"])
+    assert set(catalog.periods) <= held
+    for table in ("cells", "standardised", "funnels", "deciles"):
+        found = set(store.sql(f"SELECT DISTINCT period FROM {table}")["period"])
+        assert set(catalog.periods) <= found, table
+    assert set(catalog.periods) <= store.offered_risk_periods
+    for theme in catalog.definitions.themes:
+        for group in catalog.definitions.groups_of(theme):
+            assert catalog.drugs_of(group), group
+            for drug in catalog.drugs_of(group):
+                assert store.selections[drug].group == group

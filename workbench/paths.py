@@ -7,7 +7,6 @@ the loader and the engine never disagree about file names.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,19 +54,11 @@ class Dataset:
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
-    def batch_cache(self, site: Path) -> Path:
-        """Where a batch rendering ``site`` keeps its precomputed, unsuppressed results: beside
-        the register (as secret as it), never inside the site that gets published; one per
-        site, so two batches into two sites never share one."""
-        key = hashlib.sha256(str(Path(site).resolve()).encode()).hexdigest()[:16]
-        return self.root / "batch-cache" / key / "results.duckdb"
-
     @property
-    def serve_cache(self) -> Path:
-        """Where ``workbench serve`` keeps the answers its dashboards share (unsuppressed, so
-        beside the register like a batch's, never in the folder Voilà renders from nor in a
-        site); one per dataset, reused by every later serve of the same data."""
-        return self.root / "serve-cache" / "results.duckdb"
+    def answers(self) -> Path:
+        """The answer store (:mod:`workbench.answers`): every answer a page can show,
+        unsuppressed, so beside the register (as secret as it), never inside a site."""
+        return self.root / "answers.duckdb"
 
     def exists(self) -> bool:
         return self.database.exists()

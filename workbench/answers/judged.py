@@ -18,6 +18,14 @@ from workbench.engine.periods import parse_period
 from workbench.engine.registers import Registers
 
 Put = Callable[[str, ir.Table], ir.Table]
+# The risks table's columns, for a register too short to offer a period (no rows).
+RISK_COLUMNS = {"level": "string", "unit_id": "string", "period": "string", "risk": "string",
+                "patients": "int64", "population": "int64", "listed": "float64",
+                "patients_per_1000": "float64", "share": "float64", "value": "float64",
+                "target": "float64", "z": "float64", "lower_95": "float64",
+                "upper_95": "float64", "lower_998": "float64", "upper_998": "float64",
+                "flag_95": "string", "flag_998": "string", "phi": "float64",
+                "tau2": "float64", "adjustment": "string"}
 Insert = Callable[[str, ir.Table], None]
 
 
@@ -36,12 +44,14 @@ def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir
             .column(0).to_pylist()]
     shown = offered(held, first)
     with progress.phase("risks") as rows:
-        parts = []
-        for level in RISK_LEVELS:
-            frame = risk_rows(reg, definitions, level, shown)
-            parts.append(frame)
-        table = pd.concat([p for p in parts if not p.empty], ignore_index=True)
-        stored = ibis.memtable(table)
+        parts = [risk_rows(reg, definitions, level, shown) for level in RISK_LEVELS] if shown \
+            else []
+        parts = [p for p in parts if not p.empty]
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            {name: pd.Series(dtype=object if kind == "string" else kind)
+             for name, kind in RISK_COLUMNS.items()})
+        stored = ibis.memtable(table) if parts else ibis.memtable(
+            table, schema=ibis.schema(RISK_COLUMNS))
         # a flag no unit raised is a column of nothing but nulls: text, as the raised ones
         stored = stored.cast({c: "string" for c in ("flag_95", "flag_998", "adjustment")
                               if c in stored.columns})

@@ -30,7 +30,6 @@ from workbench.engine.marts import FINGERPRINT_KEY, METADATA_TABLE, definitions_
 from workbench.engine.registers import Registers
 from workbench.paths import Dataset
 
-STORE_FILE = "answers.duckdb"
 STATE_TABLE = "answer_state"
 REGISTER_ALIAS = "register"
 SCRATCH_ALIAS = "scratch"
@@ -57,7 +56,7 @@ def code_digest() -> str:
 
 
 def store_path(dataset: Dataset) -> Path:
-    return dataset.root / STORE_FILE
+    return dataset.answers
 
 
 def _fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -120,6 +119,13 @@ class StoreReport:
     phases: list[Phase] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
+
+    def summary(self) -> dict:
+        """The report as plain values (a batch's manifest records it)."""
+        return {"path": str(self.path), "built": self.built, "seconds": round(self.seconds, 1),
+                "bytes": self.bytes, "tables": self.tables,
+                "phases": [{"name": p.name, "seconds": round(p.seconds, 1), "rows": p.rows}
+                           for p in self.phases]}
 
     def __str__(self) -> str:
         if not self.built:

@@ -131,12 +131,30 @@ class AnswerStore:
         measures: Iterable[str] | None = None,
     ) -> pd.DataFrame:
         """The engine's measures table for these choices (``groups``: group ids; ``filters``:
-        at most ``{"drug": ATC code}``; ``by``: one breakdown), from the stored cells.
+        at most ``{"drug": ATC code}``; ``by``: one breakdown), from the stored cells, in one
+        read.
 
         Every unit of the level is there (0 patients without a redemption); a breakdown's
         categories are those someone redeemed in (the engine's rows), person dimensions
         (sex, age group) those with listed persons too.
         """
+        target = (None, level, None if units is None else [str(u) for u in units])
+        return self.measures_of(groups, [target], periods, by=by, filters=filters,
+                                measures=measures)
+
+    def measures_of(
+        self,
+        groups: str | Iterable[str],
+        targets: Sequence[tuple[str | None, str, Sequence[str] | None]],
+        periods: str | Iterable[str],
+        *,
+        by: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        measures: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """:meth:`measures` for several ``targets`` at once — ``(role, level, units)``, units
+        ``None`` for every unit of the level — in one read; a ``role`` column names each
+        target's rows when roles are given (a page's unit, its cluster and the nation)."""
         groups = [groups] if isinstance(groups, str) else list(groups)
         periods = self._check_periods([periods] if isinstance(periods, str) else periods)
         filters = dict(filters or {})
@@ -148,44 +166,150 @@ class AnswerStore:
         if by == "drug" and drug:
             raise NotInStore("a breakdown by drug with a drug chosen")
         selections = [self._selection(g, drug) for g in groups]
-        wanted = list(MEASURES if measures is None else measures)
-        unit_list = None if units is None else [str(u) for u in units]
-        frames = [self._measures_of(s, level, periods, unit_list, by) for s in selections]
+        wanted = list(dict.fromkeys(MEASURES if measures is None else measures))
+        rows = self._read(selections, targets, periods, by)
+        frames = []
+        for role, level, units in targets:
+            for selection in selections:
+                table = self._assemble(rows, selection, role, level, units, periods, by)
+                frames.append(table)
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        keep = ["level", "unit_id", "period", "group", *([by] if by else []), *wanted]
+        roles = ["role"] if any(role is not None for role, _, _ in targets) else []
+        keep = ["level", "unit_id", "period", "group", *([by] if by else []), *wanted, *roles]
         return df[keep]
 
-    def _measures_of(self, selection: Selection, level: str, periods: list[str],
-                     units: list[str] | None, by: str | None) -> pd.DataFrame:
-        frame = self._frame(level, periods, units)
-        listed = self.listed(level, periods, units, by if by in PERSON_DIMS else None)
-        numerator = self._numerator(selection, level, periods, units, by)
-        keys = ["unit_id", "period"]
-        if by in PERSON_DIMS:
-            # every person cell with listed persons, and any a patient falls in
-            cells = listed[[*keys, by]]
-            extra = numerator[[*keys, by]]
-            frame = frame.merge(pd.concat([cells, extra]).drop_duplicates(), on=keys, how="left")
-            table = frame.merge(numerator, on=[*keys, by], how="left")
-            table = table.merge(listed, on=[*keys, by], how="left")
-        elif by is not None:
-            table = frame.merge(numerator, on=keys, how="left")
-            table = table.merge(listed, on=keys, how="left")
+    def _read(self, selections: Sequence[Selection], targets: Sequence[tuple],
+              periods: list[str], by: str | None) -> pd.DataFrame:
+        """Every figure the targets need, in one statement: the numerator (``part`` ``num``),
+        the breakdown's denominators (``tot``) and the listed persons (``lst``), each summed
+        to unit, period, selection and the breakdown's value (``value``)."""
+        where_units, unit_params = self._targets_clause(targets)
+        period_list = ", ".join("?" * len(periods))
+        person = by in PERSON_DIMS
+        statements: list[str] = []
+        params: list[Any] = []
+        if by in PART_DIMS or by == "drug":
+            part_sql, part_params = self._parts_sql(selections, by, where_units, unit_params,
+                                                    period_list, periods)
+            statements.append(part_sql)
+            params += part_params
         else:
-            table = frame.merge(numerator, on=keys, how="left")
-            table = table.merge(listed, on=keys, how="left")
+            sels = [s.sel for s in selections]
+            value = by if by else "NULL"
+            known = " AND sex IS NOT NULL" if person else ""
+            statements.append(
+                f"SELECT 'num' AS part, level, unit_id, period, sel, CAST({value} AS VARCHAR) "
+                f"AS value, sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed "
+                f"FROM cells WHERE ({where_units}) AND sel IN ({', '.join('?' * len(sels))}) "
+                f"AND period IN ({period_list}){known} GROUP BY ALL")
+            params += [*unit_params, *sels, *periods]
+        if by is not None:
+            sels = [s.sel for s in selections]
+            known = " AND sex IS NOT NULL" if person else ""
+            statements.append(
+                f"SELECT 'tot', level, unit_id, period, sel, NULL, sum(patients), sum(ddd), NULL "
+                f"FROM cells WHERE ({where_units}) AND sel IN ({', '.join('?' * len(sels))}) "
+                f"AND period IN ({period_list}){known} GROUP BY ALL")
+            params += [*unit_params, *sels, *periods]
+        value = by if person else "NULL"
+        known = " AND sex IS NOT NULL" if person else ""
+        statements.append(
+            f"SELECT 'lst', level, unit_id, period, NULL, CAST({value} AS VARCHAR), NULL, NULL, "
+            f"sum(listed) FROM listed WHERE ({where_units}) AND period IN ({period_list})"
+            f"{known} GROUP BY ALL")
+        params += [*unit_params, *periods]
+        return self.sql(" UNION ALL ".join(statements), params)
+
+    def _targets_clause(self, targets: Sequence[tuple]) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for _, level, units in targets:
+            if units is None:
+                clauses.append("level = ?")
+                params.append(level)
+            elif units:
+                clauses.append(f"(level = ? AND unit_id IN ({', '.join('?' * len(units))}))")
+                params += [level, *units]
+        return (" OR ".join(clauses) or "false"), params
+
+    def _parts_sql(self, selections: Sequence[Selection], by: str, where_units: str,
+                   unit_params: list[Any], period_list: str, periods: list[str]
+                   ) -> tuple[str, list[Any]]:
+        """The numerator of a breakdown by drug or by a property of what was dispensed, under
+        each selection's own id (``sel``)."""
+        parts, params = [], []
+        for selection in selections:
+            if by == "drug":
+                drugs = self.drugs_of(selection.group) or ["\0"]
+                parts.append(
+                    f"SELECT 'num' AS part, level, unit_id, period, ? AS sel, sel AS value, "
+                    f"sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed FROM cells "
+                    f"WHERE ({where_units}) AND sel IN "
+                    f"({', '.join('?' * len(drugs))}) AND period IN ({period_list}) GROUP BY ALL")
+                params += [selection.sel, *unit_params, *drugs, *periods]
+            elif by == "addictive" and selection.kind == "drug":
+                flag = str(bool(self.selections_flags.get(selection.sel)))
+                parts.append(
+                    f"SELECT 'num' AS part, level, unit_id, period, sel, ? AS value, "
+                    f"sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed FROM cells "
+                    f"WHERE ({where_units}) AND sel = ? AND period IN "
+                    f"({period_list}) GROUP BY ALL")
+                params += [flag, *unit_params, selection.sel, *periods]
+            else:
+                sels = [selection.sel]
+                if by == "product" and selection.kind == "group":
+                    sels = self.drugs_of(selection.group) or [selection.sel]
+                parts.append(
+                    f"SELECT 'num' AS part, level, unit_id, period, ? AS sel, value, "
+                    f"sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed FROM parts "
+                    f"WHERE ({where_units}) AND sel IN "
+                    f"({', '.join('?' * len(sels))}) AND period IN ({period_list}) AND dim = ? "
+                    f"GROUP BY ALL")
+                params += [selection.sel, *unit_params, *sels, *periods, by]
+        return " UNION ALL ".join(parts), params
+
+    @cached_property
+    def selections_flags(self) -> dict[str, bool]:
+        """Each drug's addictive flag (an ATC property)."""
+        found = self.sql("SELECT sel, addictive FROM selections WHERE kind = 'drug'")
+        return dict(zip(found["sel"], found["addictive"].astype(bool), strict=True))
+
+    def _assemble(self, rows: pd.DataFrame, selection: Selection, role: str | None,
+                  level: str, units: Sequence[str] | None, periods: list[str],
+                  by: str | None) -> pd.DataFrame:
+        """One target's and selection's measures table from the rows :meth:`_read` gave."""
+        mine = rows[(rows["level"].to_numpy() == level)
+                    & ((rows["sel"].to_numpy() == selection.sel) | (rows["part"] == "lst"))]
+        if units is not None:
+            mine = mine[mine["unit_id"].isin(units)]
+        numerator = mine[mine["part"] == "num"].rename(columns={"value": by or "value"})
+        listed = mine[mine["part"] == "lst"].rename(columns={"value": by or "value"})
+        keys = ["unit_id", "period"]
+        frame = self._frame(level, periods, units)
+        person = by in PERSON_DIMS
+        if person:
+            # every person cell with listed persons, and any a patient falls in
+            cells = pd.concat([listed[[*keys, by]], numerator[[*keys, by]]]).drop_duplicates()
+            frame = frame.merge(cells, on=keys, how="left")
+            table = frame.merge(numerator[[*keys, by, "patients", "ddd"]], on=[*keys, by],
+                                how="left")
+            table = table.merge(listed[[*keys, by, "listed"]], on=[*keys, by], how="left")
+        else:
+            cols = [*keys, *([by] if by else []), "patients", "ddd"]
+            table = frame.merge(numerator[cols], on=keys, how="left")
+            table = table.merge(listed[[*keys, "listed"]], on=keys, how="left")
         table["patients"] = table["patients"].fillna(0).astype("int64")
         table["ddd"] = table["ddd"].fillna(0.0).astype(float)
         table["listed"] = table["listed"].fillna(0.0).astype(float)
         if by is not None:
-            totals = self._numerator(selection, level, periods, units, None,
-                                     known=by in PERSON_DIMS)
-            table = table.merge(totals[[*keys, "patients"]].rename(
-                columns={"patients": "group_patients"}), on=keys, how="left")
+            totals = mine[mine["part"] == "tot"][[*keys, "patients"]].rename(
+                columns={"patients": "group_patients"})
+            table = table.merge(totals, on=keys, how="left")
             share = table["patients"] / table["group_patients"].where(
                 table["group_patients"] > 0)
             table["share"] = share.astype(float)
             table = table.drop(columns="group_patients")
+            if by in ("depot", "addictive", "pack_size", "product", "drug"):
+                table[by] = table[by].astype(object)
         else:
             table["share"] = np.where(table["patients"] > 0, 1.0, np.nan)
         days = table["period"].map(self.days).astype(float)
@@ -195,9 +319,12 @@ class AnswerStore:
         table["ddd_per_1000_per_day"] = table["ddd_per_1000"] / days
         table["level"] = level
         table["group"] = selection.group
+        if role is not None:
+            table["role"] = role
         return table
 
-    def _frame(self, level: str, periods: list[str], units: list[str] | None) -> pd.DataFrame:
+    def _frame(self, level: str, periods: list[str], units: Sequence[str] | None
+               ) -> pd.DataFrame:
         """Every unit of the level (or of ``units`` that the level has) × period."""
         known = self.units(level)
         ids = known if units is None else [u for u in units if u in set(known)]
@@ -225,53 +352,6 @@ class AnswerStore:
             params += list(units)
         return clause, params
 
-    def _numerator(self, selection: Selection, level: str, periods: list[str],
-                   units: list[str] | None, by: str | None, *, known: bool = False
-                   ) -> pd.DataFrame:
-        """``unit_id, period, [by], patients, ddd`` summed from the stored cells or parts."""
-        keys = ["unit_id", "period", *([by] if by else [])]
-        if by in PART_DIMS or by == "drug":
-            return self._parts(selection, level, periods, units, by)
-        where, params = self._where(level, [selection.sel], periods, units)
-        if by in PERSON_DIMS or known:
-            where += " AND sex IS NOT NULL"
-        column = ", ".join(keys)
-        found = self.sql(
-            f"SELECT {column}, sum(patients) AS patients, sum(ddd) AS ddd, "
-            f"sum(persons) AS persons FROM cells WHERE {where} GROUP BY {column}", params)
-        return found.drop(columns="persons")
-
-    def _parts(self, selection: Selection, level: str, periods: list[str],
-               units: list[str] | None, by: str) -> pd.DataFrame:
-        """A breakdown by a property of what was dispensed, or by drug."""
-        if by == "drug":
-            drugs = self.drugs_of(selection.group)
-            if not drugs:
-                return pd.DataFrame(columns=["unit_id", "period", "drug", "patients", "ddd"])
-            where, params = self._where(level, drugs, periods, units)
-            found = self.sql(
-                "SELECT unit_id, period, sel AS drug, sum(patients) AS patients, "
-                f"sum(ddd) AS ddd FROM cells WHERE {where} GROUP BY unit_id, period, sel",
-                params)
-            return found
-        if by == "addictive" and selection.kind == "drug":
-            whole = self._numerator(selection, level, periods, units, None)
-            flag = self._addictive(selection.sel)
-            return whole.assign(addictive=str(flag))
-        sels = [selection.sel]
-        if by == "product" and selection.kind == "group":
-            sels = self.drugs_of(selection.group) or [selection.sel]
-        where, params = self._where(level, sels, periods, units)
-        found = self.sql(
-            f"SELECT unit_id, period, value AS {by}, sum(patients) AS patients, "
-            f"sum(ddd) AS ddd FROM parts WHERE {where} AND dim = ? "
-            f"GROUP BY unit_id, period, value", [*params, by])
-        return found
-
-    def _addictive(self, drug: str) -> bool:
-        found = self.sql("SELECT addictive FROM selections WHERE sel = ?", [drug])
-        return bool(found["addictive"].iloc[0])
-
     # --- comparisons ---------------------------------------------------------------------------
     def funnel(self, group: str, level: str, period: str, *, basis: str = "patients",
                drug: str | None = None, units: Sequence[str] | None = None,
@@ -283,14 +363,15 @@ class AnswerStore:
         selection = self._selection(group, drug)
         self._check_periods([period])
         rows = self._standardised(level, [selection.sel], period, units)
-        fitted = self._fit(level, selection.sel, period, basis)
-        table = self._judged(rows, fitted, basis, selection)
-        found = self.sql("SELECT min_exposure, max_exposure FROM funnels WHERE level = ? AND "
-                         "sel = ? AND period = ? AND basis = ?",
-                         [level, selection.sel, period, basis])
+        found = self.sql("SELECT * FROM funnels WHERE level = ? AND sel = ? AND period = ? "
+                         "AND basis = ?", [level, selection.sel, period, basis])
         if found.empty:
+            fitted = Fit(np.nan, 1.0, np.nan, 0.0, "none", 0)
+            table = self._judged(rows, fitted, basis, selection)
             return table, contour_lines(fitted, np.nan, np.nan).assign(
                 period=period, group=selection.group)
+        fitted = as_fit(found.iloc[0])
+        table = self._judged(rows, fitted, basis, selection)
         lines = contour_lines(fitted, float(found["min_exposure"].iloc[0]),
                               float(found["max_exposure"].iloc[0]))
         lines.insert(0, "group", selection.group)
@@ -306,10 +387,11 @@ class AnswerStore:
         selections = [self._selection(g, drug) for g in groups]
         self._check_periods([period])
         rows = self._standardised(level, [s.sel for s in selections], period, units)
+        fits = self._fits(level, [s.sel for s in selections], period, basis)
         parts = []
         for selection in selections:
             mine = rows[rows["sel"] == selection.sel]
-            fitted = self._fit(level, selection.sel, period, basis)
+            fitted = fits.get(selection.sel, Fit(np.nan, 1.0, np.nan, 0.0, "none", 0))
             parts.append(self._judged(mine, fitted, basis, selection))
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         return table.assign(
@@ -326,12 +408,12 @@ class AnswerStore:
         return self.sql(f"SELECT * FROM standardised WHERE {where} ORDER BY sel, unit_id",
                         params)
 
-    def _fit(self, level: str, sel: str, period: str, basis: str) -> Fit:
-        found = self.sql("SELECT * FROM funnels WHERE level = ? AND sel = ? AND period = ? "
-                         "AND basis = ?", [level, sel, period, basis])
-        if found.empty:
-            return Fit(np.nan, 1.0, np.nan, 0.0, "none", 0)
-        return as_fit(found.iloc[0])
+    def _fits(self, level: str, sels: Sequence[str], period: str, basis: str
+              ) -> dict[str, Fit]:
+        found = self.sql(f"SELECT * FROM funnels WHERE level = ? AND sel IN "
+                         f"({', '.join('?' * len(sels))}) AND period = ? AND basis = ?",
+                         [level, *sels, period, basis])
+        return {row["sel"]: as_fit(row) for _, row in found.iterrows()}
 
     def _judged(self, rows: pd.DataFrame, fitted: Fit, basis: str,
                 selection: Selection) -> pd.DataFrame:

@@ -11,22 +11,18 @@ a plot asks for rows, so an analyst can keep filtering, joining and grouping it 
 
 from __future__ import annotations
 
-import gc
-import os
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
-import pandas as pd
 from ibis.backends import BaseBackend
 
 from workbench.definitions import Definitions, load_definitions
-from workbench.engine.cache import ResultCache
-from workbench.engine.marts import build_cube_if_stale, build_marts, current_marts, marts_key
+from workbench.engine.marts import build_marts, current_marts, marts_key
 from workbench.engine.measures import compute_measures
 from workbench.engine.peers import deciles, percentile_ranks
 from workbench.engine.query import Query
@@ -37,51 +33,25 @@ from workbench.paths import Dataset
 PeriodsArg = Any  # "2024", "2024Q1..2024Q4", a Period, or a list of labels/periods
 
 # DuckDB's own default is 80 % of the machine's memory; a dashboard server shares the machine
-# with its kernels, so the engine caps it (queries past the cap spill to ``temp_directory``).
-MEMORY_LIMIT_ENV = "WORKBENCH_DUCKDB_MEMORY_LIMIT"
-TEMP_DIRECTORY_ENV = "WORKBENCH_DUCKDB_TEMP_DIRECTORY"
+# with its kernels, so a session is capped (queries past the cap spill to ``temp_directory``).
 DEFAULT_MEMORY_LIMIT = "3GB"
 
 
 def duckdb_config(
     memory_limit: str | None = None, temp_directory: str | Path | None = None
 ) -> dict[str, str]:
-    """The DuckDB settings :func:`connect` opens a database with: ``memory_limit`` (argument,
-    else ``$WORKBENCH_DUCKDB_MEMORY_LIMIT``, else 3GB) and ``temp_directory`` for spilling
-    (argument, else ``$WORKBENCH_DUCKDB_TEMP_DIRECTORY``, else a fresh folder in the system's
-    temp folder, which DuckDB creates only when it spills and removes on close — never next to
-    a read-only database).
+    """The DuckDB settings :func:`connect` opens a database with: ``memory_limit`` (default
+    3GB) and ``temp_directory`` for spilling (default a fresh folder in the system's temp
+    folder, which DuckDB creates only when it spills and removes on close — never next to a
+    read-only database).
 
     >>> duckdb_config("1GB", "/tmp/spill")
     {'memory_limit': '1GB', 'temp_directory': '/tmp/spill'}
     """
-    limit = memory_limit or os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
-    temp = temp_directory or os.environ.get(TEMP_DIRECTORY_ENV)
-    if not temp:
-        temp = (
-            Path(tempfile.gettempdir()) / f"workbench-duckdb-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        )
-    return {"memory_limit": str(limit), "temp_directory": str(temp)}
-
-
-_heap_frozen = False
-
-
-def _freeze_startup_heap() -> None:
-    """Move every object alive at the first connect out of the cyclic collector, once per process.
-
-    By then the process holds Ibis, sqlglot, DuckDB, pandas and pyarrow: some 300,000 long-lived
-    objects. A question builds and compiles an expression of thousands of nodes, which triggers
-    full collections that walk all of them: measured on the national dashboard questions, Ibis'
-    compile took 150-210 ms instead of 40-110 ms in a fifth of them. Frozen objects are still
-    freed by reference counting; only cycles among them are never collected, and at start-up
-    those are modules and classes that live as long as the process anyway.
-    """
-    global _heap_frozen
-    if not _heap_frozen:
-        gc.collect()
-        gc.freeze()
-        _heap_frozen = True
+    temp = temp_directory or (
+        Path(tempfile.gettempdir()) / f"workbench-duckdb-{uuid.uuid4().hex[:12]}")
+    return {"memory_limit": str(memory_limit or DEFAULT_MEMORY_LIMIT),
+            "temp_directory": str(temp)}
 
 
 class Workbench:
@@ -99,7 +69,6 @@ class Workbench:
         *,
         writable: bool = False,
         use_marts: bool = True,
-        result_cache: bool = True,
     ) -> None:
         self.con = con
         self.registers = Registers.from_backend(con)
@@ -107,20 +76,6 @@ class Workbench:
         self.marts = current_marts(con, self.definitions) if use_marts else None
         if use_marts and self.marts is None and writable and marts_key(con, self.definitions):
             self.marts = build_marts(con, self.definitions)
-        elif self.marts is not None and writable:
-            self.marts = build_cube_if_stale(con, self.definitions, self.marts)
-        # A batch page kernel reads its slices of answers computed once for all units.
-        self.result_cache = ResultCache.from_environment(self) if result_cache else None
-        self._cache_deferred = not result_cache
-
-    def attach_result_cache(self) -> None:
-        """Attach ``$WORKBENCH_RESULT_CACHE`` now, for a session opened with
-        ``result_cache=False`` before that file was written: a batch's page kernel opens its
-        session while the batch precomputes, so that its first page doesn't. Nothing otherwise,
-        and once only."""
-        if self._cache_deferred:
-            self._cache_deferred = False
-            self.result_cache = ResultCache.from_environment(self)
 
     def __repr__(self) -> str:
         return f"<Workbench on {self.con.name} backend>"
@@ -163,8 +118,6 @@ class Workbench:
         query = self._measures_query(groups, level, periods, units=units, by=by,
                                      filters=filters, measures=measures, non_gp=non_gp,
                                      share_within=share_within)
-        if self.result_cache is not None and (hit := self.result_cache.lookup(query)) is not None:
-            return hit
         return compute_measures(self.registers, self.definitions, query, self.marts)
 
     def _measures_query(self, groups: str | Iterable[str] | None = None, level: str = "nation",
@@ -174,35 +127,8 @@ class Workbench:
         return Query.build(self.definitions, groups=groups, level=level, periods=periods,
                            **{"units": None, **kwargs})
 
-    def measures_frame(self, asks: Sequence[Mapping[str, Any]],
-                       labels: Sequence[Mapping[str, str]] | None = None) -> pd.DataFrame:
-        """Several :meth:`measures` answers, executed and stacked: ``asks`` are their keyword
-        arguments, ``labels`` constant text columns for each (a page's unit, cluster and nation
-        told apart by ``role``). The frame ``ibis.union(*(measures(**a).mutate(**l)))
-        .to_pandas()`` gives; a batch kernel reads it from the result cache in one statement
-        (:meth:`ResultCache.frame`) instead of compiling the union.
-
-        >>> session.measures_frame([{"groups": "opioids", "level": "nation", "periods": "2024"}],
-        ...                        [{"role": "nation"}])  # doctest: +SKIP
-        """
-        labels = list(labels) if labels is not None else [{} for _ in asks]
-        if len(labels) != len(asks) or not asks:
-            raise ValueError("give one mapping of labels per ask, and at least one ask")
-        if self.result_cache is not None:
-            queries = [self._measures_query(**ask) for ask in asks]
-            found = self.result_cache.frame(list(zip(queries, labels, strict=True)))
-            if found is not None:
-                return found
-        parts = [self.measures(**ask) for ask in asks]
-        parts = [part.mutate(**{k: ibis.literal(v) for k, v in label.items()}) if label else part
-                 for part, label in zip(parts, labels, strict=True)]
-        return (ibis.union(*parts) if len(parts) > 1 else parts[0]).to_pandas()
-
     def _answer(self, query: Query, compute: Any, what: str, *extra: Any) -> ir.Table:
-        """``compute(query)``, or a batch's stored answer to it (:mod:`.cache`)."""
-        if self.result_cache is not None and (
-                hit := self.result_cache.lookup(query, compute, what, extra)) is not None:
-            return hit
+        """``compute(query)``: the on-demand answer (pages read the answer store instead)."""
         return compute(query)
 
     def compare(
@@ -356,22 +282,19 @@ def connect(
     use_marts: bool = True,
     memory_limit: str | None = None,
     temp_directory: str | Path | None = None,
-    result_cache: bool = True,
 ) -> Workbench:
     """Open a session: on the default dataset's database, a DuckDB file, or any Ibis backend
     that holds the register tables.
 
     A DuckDB file is opened with a memory cap and a spill folder (see :func:`duckdb_config`:
-    3GB unless ``memory_limit`` or ``$WORKBENCH_DUCKDB_MEMORY_LIMIT`` says otherwise). A backend
+    3GB unless ``memory_limit`` says otherwise). A backend
     passed in keeps its own settings unless ``memory_limit``/``temp_directory`` are given (and
     it is DuckDB).
 
     Read-only by default: a notebook can't change the data. With ``read_only=False`` stale or
     missing marts (see :mod:`workbench.engine.marts`) are rebuilt on connect; read-only, stale
     marts are ignored and queries read the raw tables. ``use_marts=False`` always reads the raw
-    tables (the reference the marts are tested against). ``result_cache=False``: the cache
-    ``$WORKBENCH_RESULT_CACHE`` names is attached later, by
-    :meth:`Workbench.attach_result_cache`.
+    tables (the reference the marts are tested against).
 
     >>> import ibis
     >>> from workbench.engine import connect
@@ -379,8 +302,7 @@ def connect(
     Traceback (most recent call last):
     ValueError: the database has no table(s) [...]
     """
-    _freeze_startup_heap()
-    options = {"writable": not read_only, "use_marts": use_marts, "result_cache": result_cache}
+    options = {"writable": not read_only, "use_marts": use_marts}
     if isinstance(database, BaseBackend):
         if database.name == "duckdb" and (memory_limit or temp_directory):
             settings = {"memory_limit": memory_limit, "temp_directory": temp_directory}

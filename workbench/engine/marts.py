@@ -29,20 +29,13 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
 from workbench.definitions import Definitions
-from workbench.engine.cube import (
-    CUBE_LEVELS,
-    cube_cells,
-    cube_periods,
-    listed_age_groups,
-    patient_dims,
-)
 from workbench.engine.facts import redemption_facts
 from workbench.engine.months import (
     age_period_keys,
@@ -70,12 +63,6 @@ PERSON_MONTH_BY_PRACTICE_TABLE = "engine_person_group_month_by_practice"
 LISTED_TABLE = "engine_listed_month"
 LISTED_AGE_TABLE = "engine_listed_age"
 STATE_TABLE = "engine_marts_state"
-# The dashboard cube (:mod:`workbench.engine.cube`) has its own state, so a new cube version or
-# new age bands rebuild the cube alone, not the marts it is built from.
-CUBE_VERSION = "2"
-CUBE_TABLE = "engine_cube"
-CUBE_STATE_TABLE = "engine_cube_state"
-CUBE_LISTED_TABLE = "engine_cube_listed"
 METADATA_TABLE = "metadata"
 FINGERPRINT_KEY = "data_fingerprint"
 
@@ -101,9 +88,6 @@ class Marts:
     month_by_practice: ir.Table | None = None
     person_month_by_practice: ir.Table | None = None
     cluster_practices: Mapping[str, tuple[str, ...]] | None = None
-    cube: ir.Table | None = None
-    cube_labels: frozenset[str] = frozenset()
-    cube_listed: ir.Table | None = None
 
     def lists_months(self, first: int, end: int) -> bool:
         """Whether the listed mart covers the months ``first ≤ m < end``."""
@@ -146,13 +130,6 @@ def marts_key(con: BaseBackend, definitions: Definitions) -> str | None:
     return f"{MARTS_VERSION}:{fingerprint}:{definitions_digest(definitions)}"
 
 
-def cube_key(marts_key: str, definitions: Definitions) -> str:
-    """What the cube must have been built from: the marts, and the age bands of its cells."""
-    bands = json.dumps([b.model_dump(mode="json") for b in definitions.age_bands], sort_keys=True)
-    digest = hashlib.sha256(bands.encode()).hexdigest()
-    return f"{CUBE_VERSION}:{marts_key}:{digest}"
-
-
 def _state_row(con: BaseBackend, table: str, key_column: str, key: str) -> dict | None:
     if table not in con.list_tables():
         return None
@@ -163,29 +140,14 @@ def _state_row(con: BaseBackend, table: str, key_column: str, key: str) -> dict 
 
 
 def current_marts(con: BaseBackend, definitions: Definitions) -> Marts | None:
-    """The marts if they exist and match the data and definitions, else None; with the cube
-    when it is current too."""
+    """The marts if they exist and match the data and definitions, else None."""
     key = marts_key(con, definitions)
     if key is None:
         return None
     row = _state_row(con, STATE_TABLE, "marts_key", key)
     if row is None:
         return None
-    marts = _bind(con, (row["listed_first_month"], row["listed_end_month"]))
-    if _state_row(con, CUBE_STATE_TABLE, "cube_key", cube_key(key, definitions)) is None:
-        return marts
-    return replace(
-        marts,
-        cube=con.table(CUBE_TABLE),
-        cube_labels=_cube_labels(marts.listed_months),
-        cube_listed=con.table(CUBE_LISTED_TABLE),
-    )
-
-
-def _cube_labels(listed_months: tuple[int, int] | None) -> frozenset[str]:
-    if listed_months is None or listed_months[1] - listed_months[0] < 1:
-        return frozenset()
-    return frozenset(p.label for p in cube_periods(listed_months[1]))
+    return _bind(con, (row["listed_first_month"], row["listed_end_month"]))
 
 
 def _bind(con: BaseBackend, listed_span: tuple[int | None, int | None]) -> Marts:
@@ -226,8 +188,10 @@ def listed_span(redemptions: ir.Table) -> tuple[int, int] | None:
     return month_index(dt.date(first.year, 1, 1)), month_index(dt.date(last.year + 1, 1, 1))
 
 
-def build_marts(con: BaseBackend, definitions: Definitions) -> Marts:
+def build_marts(con: BaseBackend, definitions: Definitions,
+                memory_limit: str | None = None) -> Marts:
     """(Re)build the marts in ``con`` from its register tables; needs a writable connection.
+    ``memory_limit``: what the build may use on DuckDB (default DuckDB's own, 80 % of RAM).
 
     The state row is written last, so an interrupted build leaves the marts stale, not wrong.
     """
@@ -237,14 +201,12 @@ def build_marts(con: BaseBackend, definitions: Definitions) -> Marts:
             f"no '{FINGERPRINT_KEY}' in table '{METADATA_TABLE}': load the data with the "
             "loader so the engine can tell when the marts go stale"
         )
-    with _build_memory(con):
+    with _build_memory(con, memory_limit):
         return _build(con, definitions, key)
 
 
-# The memory a marts build may use on DuckDB (default: DuckDB's own, 80 % of RAM). A session's
-# queries are capped lower (see :func:`~workbench.engine.api.connect`), but building the marts
-# sorts and aggregates whole registers once per data load, which a dashboard's cap can't hold.
-BUILD_MEMORY_LIMIT_ENV = "WORKBENCH_DUCKDB_BUILD_MEMORY_LIMIT"
+# A session's queries are capped (see :func:`~workbench.engine.api.connect`), but building the
+# marts sorts and aggregates whole registers once per data load, which that cap can't hold.
 
 
 def _duckdb_default_limit() -> str | None:
@@ -258,14 +220,14 @@ def _duckdb_default_limit() -> str | None:
 
 
 @contextmanager
-def _build_memory(con: BaseBackend) -> Iterator[None]:
+def _build_memory(con: BaseBackend, memory_limit: str | None) -> Iterator[None]:
     """Lift a DuckDB connection's memory limit while the marts are built, then restore it (as
     DuckDB shows it: to a tenth of its unit)."""
     if con.name != "duckdb":
         yield
         return
     before = con.raw_sql("SELECT current_setting('memory_limit')").fetchone()[0]
-    limit = os.environ.get(BUILD_MEMORY_LIMIT_ENV) or _duckdb_default_limit()
+    limit = memory_limit or _duckdb_default_limit()
     if limit:
         con.raw_sql(f"SET memory_limit = '{limit}'")
     try:
@@ -310,64 +272,4 @@ def _build(con: BaseBackend, definitions: Definitions, key: str) -> Marts:
         ),
     )
     con.create_table(STATE_TABLE, state, overwrite=True)
-    return _build_cube(con, definitions, key, _bind(con, span))
-
-
-def build_cube_if_stale(con: BaseBackend, definitions: Definitions, marts: Marts) -> Marts:
-    """Current marts with a stale or missing cube: build the cube alone (writable ``con``)."""
-    key = marts_key(con, definitions)
-    if marts.cube is not None or key is None:
-        return marts
-    with _build_memory(con):
-        return _build_cube(con, definitions, key, marts)
-
-
-def _build_cube(con: BaseBackend, definitions: Definitions, key: str, marts: Marts) -> Marts:
-    """Build the cube over the months of the listed mart (none: no cube), state row last."""
-    if CUBE_STATE_TABLE in con.list_tables():
-        con.drop_table(CUBE_STATE_TABLE)
-    labels = _cube_labels(marts.listed_months)
-    if not labels or marts.month is None or marts.person_month is None:
-        return marts
-    assert marts.listed_months is not None
-    reg = Registers.from_backend(con)
-    periods = cube_periods(marts.listed_months[1])
-    # A group and level at a time (see :func:`cube_cells`), into a staging table; then sorted
-    # once, so a question reads the few row groups of its level and periods.
-    staging = f"{CUBE_TABLE}_build"
-    for i, group in enumerate(definitions.groups):
-        patient = con.create_table(
-            f"{CUBE_TABLE}_patients",
-            patient_dims(marts.person_month, periods, group),
-            overwrite=True,
-        )
-        for j, level in enumerate(CUBE_LEVELS):
-            cells = cube_cells(marts.month, patient, reg.practices, definitions, periods, group,
-                               level)
-            if i == 0 and j == 0:
-                con.create_table(staging, cells, overwrite=True)
-            else:
-                con.insert(staging, cells)
-    con.drop_table(f"{CUBE_TABLE}_patients")
-    built = con.table(staging)
-    cube = built.order_by(["level", "period", "group", "unit_id"])
-    con.create_table(CUBE_TABLE, cube, overwrite=True)
-    con.drop_table(staging)
-    assert marts.listed_age is not None
-    listed = ibis.union(
-        *(listed_age_groups(marts.listed_age, reg.practices, definitions, level)
-          for level in CUBE_LEVELS)
-    )
-    con.create_table(
-        CUBE_LISTED_TABLE, listed.order_by(["level", "months", "period_month"]), overwrite=True
-    )
-    state = ibis.memtable(
-        {"cube_key": [cube_key(key, definitions)]}, schema=ibis.schema({"cube_key": "string"})
-    )
-    con.create_table(CUBE_STATE_TABLE, state, overwrite=True)
-    return replace(
-        marts,
-        cube=con.table(CUBE_TABLE),
-        cube_labels=labels,
-        cube_listed=con.table(CUBE_LISTED_TABLE),
-    )
+    return _bind(con, span)

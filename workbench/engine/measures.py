@@ -23,7 +23,6 @@ import ibis
 import ibis.expr.types as ir
 
 from workbench.definitions import Definitions
-from workbench.engine.cube import CUBE_LEVELS, cube_answers, cube_numerator
 from workbench.engine.facts import ALL_DRUGS, GP, redemption_facts, select_groups
 from workbench.engine.listed import listed_persons
 from workbench.engine.marts import Marts
@@ -241,12 +240,7 @@ def _numerator(
     periods: ir.Table,
     marts: Marts | None,
 ) -> Numerator:
-    """Patients and DDD per cell of a grain: summed from the dashboard cube when it holds the
-    question (nation, region and cluster, recent periods), else counted from the cell rows."""
-    if marts is not None and marts.cube is not None:
-        cube = marts.cube
-        if cube_answers(query, marts.cube_labels, definitions):
-            return lambda grain: cube_numerator(cube, query, grain)
+    """Patients and DDD per cell of a grain, counted from the cell rows."""
     rows = _cell_rows(reg, definitions, query, periods, marts)
     return lambda grain: _patients_and_ddd(rows, grain)
 
@@ -361,17 +355,13 @@ def _listed_by_age(
     reg: Registers, definitions: Definitions, query: Query, periods: ir.Table, marts: Marts
 ) -> ir.Table:
     """Listed persons by person cell with an age asked, from ``engine_listed_age``: each period
-    is one stored row set (age on its first day), so nothing is re-aggregated across months.
-    A nation, region or cluster question by age group reads the cube's copy summed to units and
-    bands."""
+    is one stored row set (age on its first day), so nothing is re-aggregated across months."""
     assert marts.listed_age is not None
     units = None if query.units is None else list(query.units)
     person_dims = query.dims(PERSON_DIMS)
     keys = [period_key(p) for p in query.periods]
     wanted = age_periods(tuple(query.periods))
-    asked = {*person_dims, *query.filters_of(PERSON_DIMS)}
-    by_band = marts.cube_listed is not None and query.level in CUBE_LEVELS and "age" not in asked
-    stored = marts.cube_listed if by_band else marts.listed_age
+    stored = marts.listed_age
     assert stored is not None
     # Literal bounds let the database skip row groups (the mart is sorted by length, month).
     stored = stored.filter(
@@ -379,19 +369,13 @@ def _listed_by_age(
         & (stored.period_month >= min(k[0] for k in keys))
         & (stored.period_month <= max(k[0] for k in keys))
     )
-    if by_band:
-        # Already summed to the level's units and the age bands (see the dashboard cube).
-        days = stored.filter(stored.level == query.level).join(wanted, ["period_month", "months"])
-        if units is not None:
-            days = days.filter(days.unit_id.isin(units))
-    else:
-        practice_ids = _practices_asked(marts, query)
-        if practice_ids is not None:
-            # Literal ids let the database skip to the practices' rows within each period.
-            stored = stored.filter(stored.practice_id.isin(practice_ids))
-        days = stored.join(wanted, ["period_month", "months"])
-        days = days.join(unit_map(reg.practices, query.level, units), "practice_id")
-        days = with_age_group(days, definitions)
+    practice_ids = _practices_asked(marts, query)
+    if practice_ids is not None:
+        # Literal ids let the database skip to the practices' rows within each period.
+        stored = stored.filter(stored.practice_id.isin(practice_ids))
+    days = stored.join(wanted, ["period_month", "months"])
+    days = days.join(unit_map(reg.practices, query.level, units), "practice_id")
+    days = with_age_group(days, definitions)
     days = apply_filters(days, query.filters_of(PERSON_DIMS))
     days = days.join(periods.select("period", "period_days"), "period")
     summed = days.group_by(["unit_id", "period", "period_days", *person_dims]).aggregate(

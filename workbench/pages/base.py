@@ -236,15 +236,15 @@ class Context:
         measures: tuple[str, ...] | None = None,
         units: list[tuple[str, str, str]] | None = None,
     ) -> pd.DataFrame:
-        """Measures for the page's unit and its comparators, with a ``role``: one slice of the
-        store each."""
+        """Measures for the page's unit and its comparators, with a ``role``: one read of the
+        store."""
         chosen = units or self.context_units
-        parts = [self.store.measures(
-            groups, level, periods, units=None if level == "nation" else [unit],
-            by=by[0] if by else None, filters=filters or None,
-            measures=list(measures) if measures else None).assign(role=role)
-            for role, level, unit in chosen]
-        df = pd.concat(parts, ignore_index=True)
+        df = self.store.measures_of(
+            groups, [(role, level, None if level == "nation" else [unit])
+                     for role, level, unit in chosen],
+            periods, by=by[0] if by else None, filters=filters or None,
+            measures=list(measures) if measures else None)
+        df = df[["role", *(c for c in df.columns if c != "role")]]
         return df.drop(columns=[c for c in ("share",) if c in df.columns and not by])
 
     def level_table(

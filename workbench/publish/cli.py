@@ -162,6 +162,26 @@ def data_info(data: DataOption = None) -> None:
             )
 
 
+@data_app.command("build")
+def data_build(
+    data: DataOption = None,
+    force: Annotated[bool, typer.Option(help="Build even if the store is current.")] = False,
+) -> None:
+    """Build the dataset's answer store: every answer a page can show, for every unit, period
+    and choice (skipped when the store is current; a killed build leaves the previous one)."""
+    from workbench.answers import Progress, StoreError, build_store
+
+    dataset = Dataset.at(data)
+    if not dataset.exists():
+        fail(f"{dataset.database} does not exist: run `workbench data generate` or `data load`")
+    try:
+        report = build_store(dataset, force=force,
+                             progress=Progress(say=lambda line: typer.echo(line)))
+    except StoreError as exc:
+        fail(str(exc))
+    typer.echo(str(report))
+
+
 @definitions_app.command("check")
 def definitions_check() -> None:
     """Validate parameters/ and list the groups with the ATC codes they take."""
@@ -199,11 +219,6 @@ def serve(
     audit_log: Annotated[
         Path | None, typer.Option(help="Audit log of page views (default: DATA/audit.log).")
     ] = None,
-    precompute: Annotated[
-        bool, typer.Option(help="Answer the questions the pages share once, in the background "
-                           "(DATA/serve-cache/; reused while the data is unchanged), so "
-                           "national pages open in seconds.")
-    ] = True,
 ) -> None:
     """Serve the theme pages as read-only Voilà dashboards for one profile (Ctrl-C stops)."""
     from workbench.publish.serve import (
@@ -218,21 +233,18 @@ def serve(
 
     dataset = Dataset.at(data)
     try:
-        prepare(dataset)
         viewer = check_profile(dataset, parse_profile(profile, practice))
+        typer.echo(str(prepare(dataset)))
     except ServeError as exc:
         fail(str(exc))
     typer.echo(f"profile: {viewer.spec()}" + (" (inside the secure environment only)"
                                               if viewer.name == "analyst" else ""))
     typer.echo("dashboards (Ctrl-C stops): " + "  ".join(urls(port)))
-    if precompute:
-        typer.echo(f"result cache: {dataset.serve_cache} (checked, or built in the background; "
-                   "pages compute themselves until it is ready)")
     static = serve_site(site, port + 1) if (site / "index.html").is_file() else None
     if static is not None:
         typer.echo(f"report site: http://127.0.0.1:{port + 1}/index.html ({site})")
     try:
-        code = run(dataset, port, profile=viewer, audit=audit_log, precompute=precompute)
+        code = run(dataset, port, profile=viewer, audit=audit_log)
     finally:
         if static is not None:
             static.terminate()

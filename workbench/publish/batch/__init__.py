@@ -9,11 +9,11 @@
 2. **skip** what is done: a page whose ``page.json`` records the same inputs (notebook,
    parameters, data fingerprint, definitions, disclosure settings) is not rendered again, so a
    killed batch resumes where it stopped;
-3. **precompute** (:mod:`.precompute`): each question the remaining pages will ask, computed
-   once for all units into a result cache in the dataset folder (unsuppressed, so as secret
-   as the register: never inside the site);
+3. **answers**: the dataset's answer store (:mod:`workbench.answers`), built first if it is
+   missing or stale: every answer for every unit, in the dataset folder (unsuppressed, so as
+   secret as the register: never inside the site);
 4. **render** (:mod:`.executors`): Papermill runs the page notebooks on worker processes (or a
-   Dask cluster); their kernels read their units' slices of the cache; each page's notebook,
+   Dask cluster); their kernels read their units' slices of the store; each page's notebook,
    HTML and CSVs are written atomically (:mod:`.atomic`);
 5. **publish** (:mod:`.site`, :mod:`.manifest`): ``index.html`` and ``manifest.json``.
 
@@ -33,12 +33,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.answers import StoreReport
 from workbench.pages.choices import PAGE_KINDS
 from workbench.paths import NOTEBOOKS_DIR, Dataset
 from workbench.profiles import Profile, ProfileError
 from workbench.publish.batch import atomic
-from workbench.publish.batch.caches import record_site
-from workbench.publish.batch.caches import sweep as sweep_caches
 from workbench.publish.batch.executors import (
     Interrupted,
     Job,
@@ -66,12 +65,6 @@ from workbench.publish.batch.plan import (
     PlanError,
     load_interventions,
     make_plan,
-)
-from workbench.publish.batch.precompute import (
-    PrecomputeReport,
-    finish_cache,
-    open_cache,
-    precompute,
 )
 from workbench.publish.batch.site import index_html
 
@@ -117,9 +110,8 @@ class BatchResult:
     skipped: int
     seconds: float
     prepare_seconds: float
-    precompute: PrecomputeReport | None
+    answers: StoreReport | None
     out: Path
-    swept: int = 0  # result caches of deleted sites removed before this batch
 
     @property
     def failed(self) -> list[dict]:
@@ -138,10 +130,8 @@ class BatchResult:
                  f"{self.rendered - len(self.failed)} rendered, {self.skipped} unchanged "
                  f"(skipped), {len(self.failed)} failed"
                  + (f", {len(self.pending)} not run" if self.pending else "")]
-        if self.precompute is not None:
-            lines.append(f"  {self.precompute}")
-        if self.swept:
-            lines.append(f"  removed the result caches of {self.swept} deleted site(s)")
+        if self.answers is not None:
+            lines.append(f"  {self.answers}")
         lines += [f"  note: {note}" for note in self.plan.notes]
         for entry in self.failed:
             lines.append(f"  FAILED {entry['id']}: {entry.get('error', '?')}")
@@ -168,17 +158,14 @@ def _stop_on_sigterm() -> Iterator[None]:
 
 
 def run_batch(options: BatchOptions) -> BatchResult:
-    """Plan, skip what is done, precompute, render, and write the site and the manifest."""
+    """Plan, skip what is done, build the answers if needed, render, and write the site and
+    the manifest."""
     from workbench.engine import connect
     from workbench.pages.choices import Catalog
     from workbench.publish.serve import ServeError, prepare
 
     started = time.perf_counter()
     dataset = Dataset.at(options.data)
-    try:
-        prepare(dataset)  # current marts before read-only sessions open the database
-    except ServeError as exc:
-        raise BatchError(str(exc)) from None
     if options.executor not in ("local", "dask"):
         raise BatchError(f"unknown executor {options.executor!r}; use local or dask")
     if options.executor == "dask" and not options.scheduler:
@@ -191,21 +178,19 @@ def run_batch(options: BatchOptions) -> BatchResult:
         profile = Profile.parse(options.profile)
     except ProfileError as exc:
         raise BatchError(str(exc)) from None
+    try:
+        answers = prepare(dataset, progress=options.progress)
+    except ServeError as exc:
+        raise BatchError(str(exc)) from None
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     atomic.sweep(out)
-    # Sites rendered before the cache moved to the dataset folder held it in .cache/: remove it.
+    # Sites rendered before the answer store held their precomputed results in .cache/.
     shutil.rmtree(out / ".cache", ignore_errors=True)
-    cache_path = dataset.batch_cache(out)
-    record_site(cache_path, out)
-    swept = sweep_caches(dataset, keep=cache_path)
 
     with _stop_on_sigterm():
-        session = connect(dataset.database)
-        if session.result_cache is not None:  # $WORKBENCH_RESULT_CACHE of the caller's shell
-            session.result_cache.close()
+        session = connect(dataset.database, use_marts=False)
         catalog = Catalog(session)
-        cache, temp = open_cache(session, cache_path)
         pool = None
         try:
             plan = make_plan(
@@ -226,25 +211,15 @@ def run_batch(options: BatchOptions) -> BatchResult:
                 else:
                     entries[task.id] = pending_entry(task, digests[task.id])
                     todo.append(task)
-            env = environment(dataset.root, cache_path, profile)
+            env = environment(dataset.root, profile)
             planned = frozenset(t.id for t in plan.tasks)
-            if options.executor == "local" and todo:  # workers get ready during the precompute
+            if options.executor == "local" and todo:
                 pool = start_local(min(options.workers, len(todo)), planned,
                                    None if options.fresh_kernels else (env, str(notebooks)))
-            report = precompute(session, catalog, cache, todo, cache_path) if todo else None
         except BaseException:
-            cache.close()
-            temp.unlink(missing_ok=True)
             if pool is not None:
                 terminate_local(pool)
             raise
-        else:
-            try:
-                finish_cache(cache, temp, cache_path)
-            except BaseException:
-                if pool is not None:
-                    terminate_local(pool)
-                raise
         finally:
             session.con.disconnect()
         prepare_seconds = time.perf_counter() - started
@@ -260,7 +235,7 @@ def run_batch(options: BatchOptions) -> BatchResult:
         ]
         run = {"started_at": now(), "executor": options.executor, "workers": options.workers,
                "fresh_kernels": options.fresh_kernels, "skipped": len(plan.tasks) - len(todo),
-               "precompute": None if report is None else vars(report)}
+               "answers": None if answers is None else answers.summary()}
         region_names = _region_names()
         last_write = time.monotonic()
 
@@ -293,7 +268,7 @@ def run_batch(options: BatchOptions) -> BatchResult:
                               index_html(plan, entries, prov, options.language, region_names))
     return BatchResult(plan, entries, rendered=len(todo), skipped=len(plan.tasks) - len(todo),
                        seconds=time.perf_counter() - started, prepare_seconds=prepare_seconds,
-                       precompute=report, out=out, swept=len(swept))
+                       answers=answers, out=out)
 
 
 def _region_names() -> dict[str, str]:

@@ -204,8 +204,7 @@ _lock = threading.Lock()
 # What a worker's kernel runs before its first page: the imports every page makes (with the
 # DuckDB backend and SQL dialects Ibis imports on first use), the definitions and glossary
 # read, a figure drawn in the house style (fonts found and loaded), and the pages' session
-# opened on the register with its catalogue of choices. Not the result cache: it may still be
-# being written; the first page attaches it (workbench.pages.open_ahead).
+# opened on the register with its answer store and its catalogue of choices.
 WARM_UP = """\
 import io
 import ibis
@@ -218,7 +217,7 @@ render.svg(charts.grouped_bars(
     __import__("pandas").DataFrame({"c": ["a"], "s": ["b"], "v": [1.0]}), category="c",
     value="v", series="s", colours={}, title="t", ylabel="y"))
 try:
-    workbench.pages.open_ahead()
+    workbench.pages.catalog_for(workbench.pages.session_for())
 except Exception:  # the first page opens it, and reports what goes wrong
     pass
 get_ipython().reset(new_session=True)
@@ -612,8 +611,8 @@ def run_dask(jobs: list[Job], planned: frozenset[str], scheduler: str,
              done: Callable[[Job, dict], None]) -> None:
     """Render ``jobs`` on an existing Dask distributed cluster (``scheduler``: its address).
 
-    The workers must see the same paths as this machine (dataset, notebooks, output folder,
-    result cache): a shared file system, as national batches on a cluster have.
+    The workers must see the same paths as this machine (dataset and its answer store,
+    notebooks, output folder): a shared file system, as national batches on a cluster have.
     """
     from distributed import Client
     from distributed import as_completed as dask_completed
@@ -641,15 +640,12 @@ def run_dask(jobs: list[Job], planned: frozenset[str], scheduler: str,
             raise
 
 
-def environment(data: Path, cache: Path | None, profile: Profile) -> tuple[tuple[str, str], ...]:
-    """What every page kernel runs with: the dataset, the result cache, publishing mode and
-    the viewing profile (which nothing inside a page can widen)."""
+def environment(data: Path, profile: Profile) -> tuple[tuple[str, str], ...]:
+    """What every page kernel runs with: the dataset (whose answer store its pages read),
+    publishing mode and the viewing profile (which nothing inside a page can widen)."""
     from workbench.disclosure import PUBLISHING_ENV
-    from workbench.engine.cache import RESULT_CACHE_ENV
 
     env = {"WORKBENCH_DATA": str(data), PUBLISHING_ENV: "1", "MPLBACKEND": "Agg",
            **profile_environment(profile)}
-    if cache is not None:
-        env[RESULT_CACHE_ENV] = str(cache)
     return tuple(sorted(env.items()))
 

@@ -25,10 +25,10 @@ from functools import cache
 from pathlib import Path
 
 import workbench
+from workbench.answers.local import code_digest
 from workbench.data.reference import atc_ddd_index_version
 from workbench.disclosure import DEFAULT_POLICY
 from workbench.engine import Workbench
-from workbench.engine.cache import engine_digest
 from workbench.engine.marts import data_fingerprint, definitions_digest
 from workbench.paths import PROJECT_ROOT
 from workbench.profiles import Profile
@@ -75,7 +75,7 @@ def provenance(session: Workbench, data: Path, profile: Profile) -> dict:
         "code_version": {
             "workbench": workbench.__version__,
             "git_commit": git_commit(),
-            "engine_digest": engine_digest(),
+            "answers_digest": code_digest(),
             "papermill": papermill.__version__,
             "python": platform.python_version(),
             "kernel": KERNEL,
@@ -106,8 +106,8 @@ def inputs_digest(task: PageTask, notebook_sha256: str, prov: dict) -> str:
 
 def regenerate_command(task: PageTask, plan: Plan, notebooks: Path, interventions: Path,
                        profile: Profile) -> str:
-    """The command that renders this page alone, through the same path (its own one-page
-    precompute, then Papermill), into ``regenerated/``."""
+    """The command that renders this page alone, through the same path (the dataset's answer
+    store, then Papermill), into ``regenerated/``."""
     words = ["workbench", "render", "--theme", task.theme, "--area", plan.area,
              "--period", task.parameters["period"], "--pages", task.kind, "--units", task.unit,
              "--language", task.parameters.get("language", "da"), "--profile", profile.spec(),
