@@ -18,9 +18,8 @@ per minute for a region, and the national batch's projected wall time, printed s
 * **Region**: the whole batch of the generated region (both themes, analyst profile so practice
   pages are included), default workers (the cores): pages per minute of the rendering phase.
 * **Projection**: the national batch's page count from the region's pages per cluster and per
-  practice, scaled to 118 clusters and 1,925 practices, at the region's rate; plus the
-  precompute scaled by the register's size (an estimate: the set-based questions grow with the
-  data, not with the number of pages).
+  practice, scaled to 118 clusters and 1,925 practices, at the region's rate; plus the national
+  answer store's build as ``make bench`` → ``store_build`` measured it (pages only read it).
 
 The region is the Makefile's demo register (``--area 1081 --years 2020:2025 --seed 2026``),
 generated under ``data/bench-region-1081`` if missing (``$WORKBENCH_BENCH_REGION`` overrides);
@@ -132,13 +131,6 @@ def per_kind(manifest: dict) -> dict[str, dict]:
             for k, v in found.items()}
 
 
-def registers_rows(data: Path) -> int:
-    import duckdb
-
-    with duckdb.connect(str(data / "workbench.duckdb"), read_only=True) as con:
-        return con.execute("SELECT count(*) FROM redemptions").fetchone()[0]
-
-
 def bench_batch(nation_data: Path) -> dict:
     data = region_data()
     work = Path(tempfile.mkdtemp(prefix="wb-batch-bench-"))
@@ -168,7 +160,7 @@ def bench_batch(nation_data: Path) -> dict:
     manifest, sample = render(data, region_out, *(("--limit", limit) if limit else ()))
     run = manifest["batch"]["run"]
     pages = [e for e in manifest["pages"] if e["status"] == "ok"]
-    precompute = run["precompute"] or {}
+    answers = run.get("answers") or {}
     prepare = sample.seconds - _render_phase(manifest)
     render_seconds = _render_phase(manifest)
     per_minute = len(pages) / render_seconds * 60 if render_seconds else 0.0
@@ -179,9 +171,9 @@ def bench_batch(nation_data: Path) -> dict:
     practice_pages = sum(e["page"].startswith("practice") for e in tasks)
     national_pages = round(2 + cluster_pages / max(len(clusters), 1) * NATION_CLUSTERS
                            + practice_pages / max(len(practices), 1) * NATION_PRACTICES)
-    scale = (registers_rows(nation_data) / registers_rows(data)
-             if (nation_data / "workbench.duckdb").exists() else 10.0)
-    national_precompute = precompute.get("seconds", 0.0) * scale
+    store_result = HERE / "results" / "store_build.json"
+    national_store = (json.loads(store_result.read_text()).get("wall_seconds")
+                      if store_result.is_file() else None)
     national_render = national_pages / per_minute * 60 if per_minute else None
     result = {
         "benchmark": "batch",
@@ -191,15 +183,14 @@ def bench_batch(nation_data: Path) -> dict:
             "area": REGION, "pages": len(tasks), "ok": len(pages), "clusters": len(clusters),
             "practices": len(practices), "workers": run["workers"],
             "wall_seconds": round(sample.seconds, 1), "prepare_seconds": round(prepare, 1),
-            "precompute": precompute, "render_seconds": round(render_seconds, 1),
+            "answers": answers, "render_seconds": round(render_seconds, 1),
             "pages_per_minute": round(per_minute, 1), "peak_rss_bytes": sample.peak_rss_bytes,
         },
         "national_projection": {
             "clusters": NATION_CLUSTERS, "practices": NATION_PRACTICES,
-            "pages": national_pages, "precompute_scale": round(scale, 1),
-            "precompute_seconds": round(national_precompute),
+            "pages": national_pages, "store_build_seconds": national_store,
             "render_seconds": national_render and round(national_render),
-            "wall_seconds": national_render and round(national_render + national_precompute),
+            "wall_seconds": national_render and round(national_render + (national_store or 0)),
         },
         "targets": {"page_vs_floor": 2.0},
     }
@@ -209,7 +200,7 @@ def bench_batch(nation_data: Path) -> dict:
 
 
 def _render_phase(manifest: dict) -> float:
-    """From the first page's start to the last page's end (the precompute is before)."""
+    """From the first page's start to the last page's end (the store's build is before)."""
     import datetime as dt
 
     starts = [e["started_at"] for e in manifest["pages"] if e.get("started_at")]
@@ -243,20 +234,21 @@ def _print(r: dict) -> None:
     print("(warm kernel: one worker over the whole batch; 1st of kind: a kernel's first page "
           "of a kind and theme, which computes the level's tables the later ones reuse)")
     g = r["region"]
-    pre = g["precompute"] or {}
+    built = g["answers"] or {}
     print(f"\n== render --area {g['area']} --theme all (analyst profile), {g['workers']} "
           "workers ==")
     print(f"{g['pages']} pages ({g['ok']} ok) for {g['clusters']} clusters and "
           f"{g['practices']} practices: wall {g['wall_seconds']:.0f} s = prepare "
-          f"{g['prepare_seconds']:.0f} s (precompute {pre.get('seconds', 0):.0f} s: "
-          f"{pre.get('queries', 0)} questions, {pre.get('rows', 0):,} rows) + render "
+          f"{g['prepare_seconds']:.0f} s (answer store "
+          f"{'built in ' + str(built.get('seconds')) + ' s' if built.get('built') else 'current'})"
+          f" + render "
           f"{g['render_seconds']:.0f} s → {g['pages_per_minute']:.1f} pages/minute; "
           f"peak RSS summed over the process tree {g['peak_rss_bytes'] / 2**30:.2f} GiB "
           "(counts pages the kernels share, e.g. the mapped database, once per process)")
     n = r["national_projection"]
     if n["wall_seconds"]:
         print(f"national batch ({n['clusters']} clusters, {n['practices']} practices): "
-              f"~{n['pages']:,} pages → render ~{n['render_seconds'] / 3600:.1f} h + precompute"
-              f" ~{n['precompute_seconds'] / 60:.0f} min (region's × {n['precompute_scale']}, "
-              f"the register's size) = ~{n['wall_seconds'] / 3600:.1f} h on this machine; "
+              f"~{n['pages']:,} pages → render ~{n['render_seconds'] / 3600:.1f} h + answer "
+              f"store {(n['store_build_seconds'] or 0) / 60:.0f} min (store_build's) "
+              f"= ~{n['wall_seconds'] / 3600:.1f} h on this machine; "
               "a Dask cluster divides the render part by its cores / this machine's")

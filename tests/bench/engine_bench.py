@@ -88,11 +88,9 @@ def _session(data: Path, figures: dict[str, Any]) -> Workbench:
         raise FileNotFoundError(f"{database}: no register; generate the national one first")
     probe = connect(database)
     stale = probe.marts is None
-    cube_stale = probe.marts is not None and probe.marts.cube is None
     probe.con.disconnect()
-    if stale or cube_stale:
-        # A stale cube alone (marts current) rebuilds the cube alone: timed on its own.
-        with measured(figures, "marts_build" if stale else "cube_build"):
+    if stale:
+        with measured(figures, "marts_build"):
             connect(database, read_only=False).con.disconnect()
     session = connect(database)
     if session.marts is None or current_marts(session.con, session.definitions) is None:
@@ -334,7 +332,7 @@ def bench_engine_full_table(data: Path) -> dict:
         f"{result['redemptions']:,} redemptions =="
     )
     print(f"{'':12s} {'seconds':>9s} {'peak RSS':>10s}")
-    for name in ("marts_build", "cube_build", "engine", "duckdb_sql", "pandas"):
+    for name in ("marts_build", "engine", "duckdb_sql", "pandas"):
         if name in figures:
             f = figures[name]
             print(f"{name:12s} {f['seconds']:9.2f} {f['peak_rss_bytes'] / GIB:7.2f} GiB")

@@ -28,6 +28,7 @@ from batch_bench import bench_batch
 from dashboard_bench import bench_dashboards
 from engine_bench import bench_dashboard_latency, bench_engine_full_table
 from scan_bench import bench_output_scan
+from store_bench import bench_store_build
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -156,6 +157,7 @@ def bench_generate_nation(data: Path) -> dict:
 
 BENCHMARKS: dict[str, Callable[[Path], dict]] = {
     "generate_nation": bench_generate_nation,
+    "store_build": bench_store_build,
     "engine_full_table": bench_engine_full_table,
     "dashboard_latency": bench_dashboard_latency,
     "dashboards": bench_dashboards,

@@ -180,7 +180,10 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
         listed = listed.join(ptable.select("pid", "period"), "pid").drop("pid")
         listed = keep(rows, "listed", listed.order_by(["level", "period", "unit_id"]))
     return {"cells": cells, "parts": parts, "listed": listed, "periods": ptable,
-            "selections": selections}
+            "selections": selections,
+            # what the later phases (:mod:`.judged`) reuse
+            "scratch_facts": coded, "scratch_period_months": pmonths,
+            "scratch_practices": practices, "scratch_person_keys": keys}
 
 
 

@@ -49,16 +49,16 @@ def _known(cells: ir.Table) -> ir.Table:
 
 
 def standardise_period(strata: pd.DataFrame, listed: pd.DataFrame, units: Sequence[str],
-                       level: str, period: str) -> pd.DataFrame:
-    """The :data:`STANDARDISED` rows of every unit of ``level`` and every selection with a
-    patient in the period: ``strata`` are the known-person figures of the level's units and the
-    nation's (``unit_id`` ``DK`` at level ``nation``), ``listed`` the known persons' listed per
-    stratum of the level's units and the nation's."""
+                       level: str, period: str, selections: Sequence[str]) -> pd.DataFrame:
+    """The :data:`STANDARDISED` rows of every unit of ``level`` and every selection (0
+    observed and expected where nobody in the nation had it): ``strata`` are the known-person
+    figures of the level's units and the nation's (``unit_id`` ``DK`` at level ``nation``),
+    ``listed`` the known persons' listed per stratum of the level's units and the nation's."""
     mine = strata[strata["level"].to_numpy() == level]
     nation = strata[strata["level"].to_numpy() == "nation"]
     own_listed = listed[listed["level"].to_numpy() == level]
     ref_listed = listed[listed["level"].to_numpy() == "nation"]
-    sels = pd.Index(sorted(set(nation["sel"]) | set(mine["sel"])))
+    sels = pd.Index(sorted(selections))
     unit_pos = pd.Index(list(units))
     if not len(sels) or not len(unit_pos):
         return pd.DataFrame(columns=STANDARDISED)
@@ -249,7 +249,7 @@ Put = Callable[[str, ir.Table], ir.Table]
 
 
 def build_comparisons(cells: ir.Table, listed: ir.Table, units: ir.Table, periods: ir.Table,
-                      put: Put, insert: Callable[[str, ir.Table], None],
+                      selections: ir.Table, put: Put, insert: Callable[[str, ir.Table], None],
                       say: Callable[[str], None] = lambda _: None) -> dict[str, ir.Table]:
     """``standardised``, ``funnels`` and ``deciles`` for every period (one read of the
     period's strata and listed persons each, appended period by period)."""
@@ -259,6 +259,7 @@ def build_comparisons(cells: ir.Table, listed: ir.Table, units: ir.Table, period
     strata_all = _known(cells.filter(cells.level.isin([*levels, "nation"])))
     practice_totals = cells.filter(cells.level == "practice")
     labels = periods.select("period", "days").to_pyarrow().to_pylist()
+    every = selections.select("sel").to_pyarrow().column(0).to_pylist()
     written: dict[str, ir.Table] = {}
 
     def write(name: str, frame: pd.DataFrame) -> None:
@@ -291,7 +292,7 @@ def build_comparisons(cells: ir.Table, listed: ir.Table, units: ir.Table, period
             mine = by_period.get(period, strata.iloc[:0])
             theirs = listed_by_period.get(period, persons.iloc[:0])
             judged += [standardise_period(mine, theirs, unit_lists.get(level, []), level,
-                                          period) for level in levels]
+                                          period, every) for level in levels]
             band.append(period_deciles(totals[totals["period"] == period],
                                        everyone[everyone["period"] == period],
                                        unit_lists.get("practice", []), period, days))

@@ -7,12 +7,15 @@ from collections.abc import Callable
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 
+from workbench.analysis.funnel import funnel_table
 from workbench.answers.build import Progress, data_span
 from workbench.answers.comparisons import build_comparisons
-from workbench.answers.patterns import RISK_LEVELS, cohort_periods, journey_table, risk_rows
+from workbench.answers.patterns import JUDGED_LEVELS, cohort_periods, journey_table
 from workbench.answers.periods import offered
+from workbench.answers.risks import risk_table
 from workbench.definitions import Definitions
 from workbench.engine.periods import parse_period
 from workbench.engine.registers import Registers
@@ -35,7 +38,8 @@ def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir
     found: dict[str, ir.Table] = {}
     with progress.phase("comparisons") as rows:
         made = build_comparisons(answers["cells"], answers["listed"], answers["units"],
-                                 answers["periods"], put, insert, progress.say)
+                                 answers["periods"], answers["selections"], put, insert,
+                                 progress.say)
         for table in made.values():
             rows.append(int(table.count().to_pyarrow().as_py()))
         found.update(made)
@@ -44,8 +48,7 @@ def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir
             .column(0).to_pylist()]
     shown = offered(held, first)
     with progress.phase("risks") as rows:
-        parts = [risk_rows(reg, definitions, level, shown) for level in RISK_LEVELS] if shown \
-            else []
+        parts = _risks(reg, definitions, answers, shown) if shown else []
         parts = [p for p in parts if not p.empty]
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
             {name: pd.Series(dtype=object if kind == "string" else kind)
@@ -65,3 +68,31 @@ def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir
                 ["level", "group", "period", "unit_id"]))
             rows.append(int(found["journeys"].count().to_pyarrow().as_py()))
     return found
+
+
+def _risks(reg: Registers, definitions: Definitions, answers: dict[str, ir.Table],
+           shown: list) -> list[pd.DataFrame]:
+    """Every risk of every unit of the risk levels, each practice's and cluster's placed in the
+    funnel of its level (patients per 1,000 listed, per period and risk)."""
+    selections = answers["selections"].filter(answers["selections"].kind == "drug")
+    drugs = [(r["sid"], r["sel"]) for r in selections.select("sid", "sel").to_pyarrow()
+             .to_pylist()]
+    persons = reg.persons.join(answers["scratch_person_keys"], "person_id").select(
+        "pk", "birth_date")
+    tables = [risk_table(reg, definitions, rid, answers["scratch_facts"], drugs,
+                         answers["scratch_practices"], persons, answers["listed"], shown,
+                         answers["periods"], answers["scratch_period_months"]).to_pyarrow()
+              .to_pandas() for rid in definitions.risks]
+    table = pd.concat(tables, ignore_index=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table["patients_per_1000"] = np.where(table["listed"] > 0,
+                                              table["patients"] / table["listed"] * 1000, np.nan)
+        table["share"] = np.where(table["population"] > 0,
+                                  table["patients"] / table["population"], np.nan)
+    parts = []
+    for level, rows in table.groupby("level", sort=False):
+        if level in JUDGED_LEVELS:
+            rows = funnel_table(rows, observed="patients", exposure="listed", per=1000.0,
+                                peers=("period", "risk"), method="additive").to_pandas()
+        parts.append(rows)
+    return parts

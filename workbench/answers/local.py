@@ -188,7 +188,7 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
         con.raw_sql(f"DETACH {REGISTER_ALIAS}")
         con.raw_sql("CHECKPOINT")
         tables = {name: int(table.count().to_pyarrow().as_py())
-                  for name, table in answers.items()}
+                  for name, table in answers.items() if not name.startswith("scratch_")}
     finally:
         con.disconnect()
         scratch.unlink(missing_ok=True)

@@ -19,30 +19,14 @@ from collections.abc import Sequence
 
 import ibis
 import ibis.expr.types as ir
-import pandas as pd
 
-from workbench.analysis.funnel import funnel_table
 from workbench.definitions import Definitions
 from workbench.engine.journeys import FOLLOW_UP_DAYS, journeys
 from workbench.engine.periods import Period
 from workbench.engine.registers import Registers
-from workbench.engine.risks import risk_measures
 from workbench.engine.units import unit_map
 
-RISK_LEVELS = ("practice", "cluster", "nation")
 JUDGED_LEVELS = ("practice", "cluster")  # the levels whose units the areas place in a funnel
-
-
-def risk_rows(reg: Registers, definitions: Definitions, level: str,
-              periods: Sequence[Period]) -> pd.DataFrame:
-    """Every risk of every unit of ``level`` in ``periods``, with its funnel columns for the
-    judged levels."""
-    table = risk_measures(reg, definitions, None, level, list(periods)).to_pyarrow().to_pandas()
-    if level not in JUDGED_LEVELS or table.empty:
-        return table
-    fitted = funnel_table(table, observed="patients", exposure="listed", per=1000.0,
-                          peers=("period", "risk"), method="additive")
-    return fitted.to_pyarrow().to_pandas()
 
 
 def cohort_periods(periods: Sequence[Period], last_day: dt.date) -> list[Period]:
