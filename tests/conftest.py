@@ -41,14 +41,19 @@ def municipality_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 @pytest.fixture(scope="session")
 def pages_dataset(municipality_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
                   ) -> Dataset:
-    """A copy of the generated municipality with its answer store built, the state
-    `workbench serve` prepares (the shared dataset itself stays read-only)."""
+    """A copy of the generated municipality with its answer store built (the state
+    `workbench serve` prepares) and the engine's marts (an analyst's writable session builds
+    them); the shared dataset itself stays read-only."""
     import shutil
 
     from workbench.answers import Progress, build_store
+    from workbench.engine import connect
 
     dataset = Dataset.at(tmp_path_factory.mktemp("pages"))
     shutil.copy2(municipality_dataset.database, dataset.database)
+    session = connect(dataset.database, read_only=False)
+    assert session.marts is not None
+    session.con.disconnect()
     build_store(dataset, progress=Progress(say=lambda _: None))
     return dataset
 
