@@ -1,8 +1,10 @@
 """The second half of the build: what needs every unit's figures first — comparisons (standardised
-ratios, funnels, deciles), risks and journeys (see :mod:`.comparisons` and :mod:`.patterns`)."""
+ratios, funnels, deciles), risks and journeys (see :mod:`.comparisons`, :mod:`.risks` and
+:mod:`.journeys`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import ibis
@@ -11,16 +13,18 @@ import numpy as np
 import pandas as pd
 
 from workbench.analysis.funnel import funnel_table
+from workbench.answers import journeys as J
 from workbench.answers.build import Progress, data_span
 from workbench.answers.comparisons import build_comparisons
-from workbench.answers.patterns import JUDGED_LEVELS, cohort_periods, journey_table
 from workbench.answers.periods import offered
 from workbench.answers.risks import risk_table
 from workbench.definitions import Definitions
+from workbench.engine.journeys import FOLLOW_UP_DAYS
 from workbench.engine.periods import parse_period
 from workbench.engine.registers import Registers
 
 Put = Callable[[str, ir.Table], ir.Table]
+JUDGED_LEVELS = ("practice", "cluster")  # the levels whose units the areas place in a funnel
 # The risks table's columns, for a register too short to offer a period (no rows).
 RISK_COLUMNS = {"level": "string", "unit_id": "string", "period": "string", "risk": "string",
                 "patients": "int64", "population": "int64", "listed": "float64",
@@ -62,12 +66,27 @@ def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir
         rows.append(len(table))
     with progress.phase("journeys") as rows:
         cohorts = cohort_periods(held, last)
-        if cohorts:
-            table = journey_table(reg, definitions, cohorts)
-            found["journeys"] = put("journeys", table.order_by(
-                ["level", "group", "period", "unit_id"]))
-            rows.append(int(found["journeys"].count().to_pyarrow().as_py()))
+        coded = answers["scratch_facts"]
+        begun = put("scratch_starts", J.starts(coded))
+        persons = reg.persons.join(answers["scratch_person_keys"], "person_id").select(
+            "pk", "death_date")
+        outcomes = put("scratch_outcomes", J.followed(coded, begun, persons,
+                                                      last + dt.timedelta(days=1)))
+        groups = ibis.memtable({"product_group": list(definitions.groups),
+                                "gid": list(range(len(definitions.groups)))},
+                               schema={"product_group": "string", "gid": "int16"})
+        table = J.journey_table(coded, begun, outcomes, answers["scratch_practices"],
+                                cohorts, groups)
+        found["journeys"] = put("journeys", table.order_by(
+            ["level", "group", "period", "unit_id"]))
+        rows.append(int(found["journeys"].count().to_pyarrow().as_py()))
     return found
+
+
+def cohort_periods(periods: list, last_day: dt.date) -> list:
+    """The periods whose starts can be followed for twelve months within the data."""
+    follow = dt.timedelta(days=FOLLOW_UP_DAYS["12m"])
+    return [p for p in periods if p.last_day + follow <= last_day]
 
 
 def _risks(reg: Registers, definitions: Definitions, answers: dict[str, ir.Table],

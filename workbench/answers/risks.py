@@ -24,6 +24,7 @@ risk_measures` on the raw tables.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import ibis
@@ -39,11 +40,10 @@ from workbench.definitions import (
     MultipleSubstances,
 )
 from workbench.engine.journeys import start_days, start_practices
-from workbench.engine.months import NET_DECIMALS, listed_ages
+from workbench.engine.months import NET_DECIMALS, listed_ages, month_index
 from workbench.engine.periods import Period, periods_table
 from workbench.engine.persons import age_on
 from workbench.engine.registers import Registers
-from workbench.engine.risks import coverage_periods, long_use, overlaps
 
 LEVELS = ("practice", "cluster", "nation")
 
@@ -67,23 +67,106 @@ def _selected(facts: ir.Table, classes: ir.Table) -> ir.Table:
                          ddd=joined.ddd, month=joined.month)
 
 
-def flagged(risk: object, selected: ir.Table, ptable: ir.Table, persons: ir.Table
-            ) -> ir.Table | None:
-    """``(pk, period)`` the rule flags (None for ``age_on_class`` and ``large_start``, which
-    are judged on the population itself)."""
-    if isinstance(risk, ConcurrentUse):
-        spans = coverage_periods(selected, "group")
-        found = overlaps(spans, "group", ptable, risk.min_overlap_days,
-                         (risk.classes[0], risk.classes[1]))
-    elif isinstance(risk, MultipleSubstances):
-        found = overlaps(coverage_periods(selected, "drug"), "drug", ptable,
-                         risk.min_overlap_days, None)
+def asof_spans(selected: ir.Table, key: str, first_month: int, last_month: int,
+               max_gap_days: int = 0) -> ir.Table:
+    """``(person_id, <key>, island, e, start, end)``: each period of use as it stood at the end
+    of month ``e`` — what :func:`workbench.engine.risks.coverage_periods` gives from the
+    redemptions up to that month's end, which is what the engine reads for a period ending then
+    (a period's answer never looks ahead).
+
+    A period of use is an island of coverage; which island a dispensing day starts or continues
+    depends only on the days before it, so the islands are the same at every cut-off: only
+    their ``end`` grows as later days are added. So the islands are found once, each one's
+    reach is carried month by month (its running maximum), and each stays listed for twelve
+    months after its last dispensing, as long as a period ending then could still meet it.
+    """
+    given = selected.filter(selected.packs > 0)
+    daily = given.group_by(["person_id", key, "dispensed_on", "month"]).aggregate(
+        supply=given.ddd.sum())
+    start = daily.dispensed_on.epoch_days()
+    days = ibis.greatest(daily.supply.ceil().cast("int64"), 1)
+    spans = daily.select("person_id", key, "month", start=start, end=start + days)
+    ordered = ibis.window(group_by=["person_id", key], order_by=["start", "end"], rows=(None, 0))
+    before = ibis.window(group_by=["person_id", key], order_by=["start", "end"],
+                         rows=(None, -1))
+    spans = spans.mutate(reach=spans.end.max().over(before))
+    fresh = spans.reach.isnull() | (spans.start > spans.reach + max_gap_days)
+    spans = spans.mutate(island=fresh.cast("int64").sum().over(ordered))
+    monthly = spans.group_by(["person_id", key, "island", "month"]).aggregate(
+        month_end=spans.end.max(), month_start=spans.start.min())
+    islands = monthly.group_by(["person_id", key, "island"]).aggregate(
+        start=monthly.month_start.min(), first=monthly.month.min(),
+        final=monthly.month_end.max())
+    # the month of the island's last covered day: a period ending up to eleven months later
+    # can still meet it
+    islands = islands.mutate(final_month=_month_of_epoch(islands.final - 1))
+    # every month from an island's first dispensing to the last a period could meet it in
+    months = ibis.memtable({"e": list(range(first_month, last_month + 1))},
+                           schema={"e": "int32"})
+    grid = islands.join(months, [months.e >= islands.first,
+                                 months.e <= ibis.least(last_month, islands.final_month + 11)])
+    steps = grid.left_join(monthly, [grid.person_id == monthly.person_id,
+                                     grid[key] == monthly[key],
+                                     grid.island == monthly.island,
+                                     grid.e == monthly.month])
+    steps = steps.select(person_id=steps.person_id, **{key: steps[key]},
+                         island=steps.island, e=steps.e, start=steps.start,
+                         month_end=steps.month_end)
+    carried = ibis.window(group_by=["person_id", key, "island"], order_by="e",
+                          rows=(None, 0))
+    return steps.mutate(end=steps.month_end.max().over(carried)).drop("month_end")
+
+
+def _month_of_epoch(day: ir.IntegerValue) -> ir.IntegerValue:
+    """The month index (``year × 12 + month − 1``) of an epoch day."""
+    date = ibis.date(1970, 1, 1) + day.cast("int32").as_interval("D")
+    return (date.year() * 12 + date.month() - 1).cast("int32")
+
+
+def _bounds(periods: Sequence[Period]) -> ir.Table:
+    """``(period, e, p_start, p_end)``: each period with its last month and its bounds as
+    epoch days."""
+    epoch = dt.date(1970, 1, 1)
+    return ibis.memtable({
+        "period": [p.label for p in periods],
+        "e": [month_index(p.end_exclusive) - 1 for p in periods],
+        "p_start": [(p.start - epoch).days for p in periods],
+        "p_end": [(p.end_exclusive - epoch).days for p in periods],
+    }, schema={"period": "string", "e": "int32", "p_start": "int64", "p_end": "int64"})
+
+
+def flagged(risk: object, selected: ir.Table, periods: Sequence[Period], first_month: int,
+            last_month: int) -> ir.Table | None:
+    """``(pk, period)`` the rule flags, each period judged on the redemptions up to its end
+    (None for ``age_on_class`` and ``large_start``, judged on the population itself)."""
+    bounds = _bounds(periods)
+    if isinstance(risk, (ConcurrentUse, MultipleSubstances)):
+        key = "group" if isinstance(risk, ConcurrentUse) else "drug"
+        spans = asof_spans(selected, key, first_month, last_month)
+        left = spans.rename(k1=key, s1="start", e1="end")
+        right = spans.rename(k2=key, s2="start", e2="end")
+        if isinstance(risk, ConcurrentUse):
+            left = left.filter(left.k1 == risk.classes[0])
+            right = right.filter(right.k2 == risk.classes[1])
+        joined = left.join(right, [
+            left.person_id == right.person_id, left.e == right.e,
+            left.k1 < right.k2 if isinstance(risk, MultipleSubstances) else left.k1 != right.k2,
+            left.s1 < right.e2, right.s2 < left.e1])
+        seg = joined.select(person_id=joined.person_id, e=joined.e,
+                            start=ibis.greatest(joined.s1, joined.s2),
+                            end=ibis.least(joined.e1, joined.e2))
+        seg = seg.filter(seg.end - seg.start >= risk.min_overlap_days)
+        hit = seg.join(bounds, [seg.e == bounds.e, seg.start < bounds.p_end,
+                                seg.end > bounds.p_start])
     elif isinstance(risk, LongTermUse):
-        found = long_use(coverage_periods(selected, "group", risk.max_gap_days), ptable,
-                         risk.min_days)
+        spans = asof_spans(selected, "group", first_month, last_month, risk.max_gap_days)
+        joined = spans.join(bounds, "e")
+        first_day = joined.start + (risk.min_days + 1)
+        ok = ibis.greatest(first_day, joined.p_start) < ibis.least(joined.end, joined.p_end)
+        hit = joined.filter(ok)
     else:
         return None
-    return found.select(pk="person_id", period="period")
+    return hit.select(pk=hit.person_id, period=hit.period).distinct()
 
 
 def population_nets(selected: ir.Table, period_months: ir.Table) -> ir.Table:
@@ -167,7 +250,9 @@ def risk_table(reg: Registers, definitions: Definitions, risk_id: str, facts: ir
             aged = ages.filter(age_on(ages.birth_date, ages.period_start) >= risk.min_age)
             flags = aged.select("pk", "pid", flag=ibis.literal(True))
         else:
-            found = flagged(risk, selected, ptable, persons)
+            last_month = max(month_index(p.end_exclusive) for p in shown) - 1
+            first_month = selected.month.min().to_pyarrow().as_py()
+            found = flagged(risk, selected, shown, first_month, last_month)
             assert found is not None
             flags = found.join(codes.select("pid", "period"), "period").select(
                 "pk", "pid", flag=ibis.literal(True))

@@ -32,13 +32,14 @@ The rules:
 * ``large_start``: the start-day supply (DDD dispensed on the index day, every prescriber) is at
   least ``min_start_ddd``.
 
-History before the periods is read back :data:`HISTORY_DAYS` plus the rule's own span, enough for
-any period of use that reaches the period (no pack covers more than a year).
+Every redemption before a period's end is read: a period of use is a chain of dispensings, and
+one that reaches the period may have started any time before it (cutting the history short
+would cut such a chain, and make a period's answer depend on which other periods were asked
+with it).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
 import ibis
@@ -67,7 +68,6 @@ from workbench.engine.persons import add_person_attributes
 from workbench.engine.registers import Registers
 from workbench.engine.units import unit_ids, unit_map
 
-HISTORY_DAYS = 400
 RISK_MEASURES = ("patients", "population", "listed", "patients_per_1000", "share")
 
 
@@ -202,12 +202,11 @@ def listed_aged(
     return summed.select("unit_id", "period", listed=summed.person_days / summed.period_days)
 
 
-def _history(facts: ir.Table, periods: Sequence[Period], span_days: int) -> ir.Table:
-    """The facts that can matter for the periods: up to their end, from ``span_days`` plus
-    :data:`HISTORY_DAYS` before the first (literal bounds let the database skip row groups)."""
-    first = min(p.start for p in periods) - dt.timedelta(days=span_days + HISTORY_DAYS)
+def _history(facts: ir.Table, periods: Sequence[Period]) -> ir.Table:
+    """The facts that can matter for the periods: everything up to their end (a literal bound
+    lets the database skip row groups)."""
     last = max(p.end_exclusive for p in periods)
-    return facts.filter((facts.dispensed_on >= first) & (facts.dispensed_on < last))
+    return facts.filter(facts.dispensed_on < last)
 
 
 def risk_table(
@@ -221,12 +220,19 @@ def risk_table(
     marts: Marts | None = None,
 ) -> ir.Table:
     """``(unit_id, period, patients, population, listed)`` of one risk for every unit and period
-    of the level (zeros included)."""
+    of the level (zeros included). Each period is judged on the redemptions up to its own end:
+    periods ending on different days are answered one end at a time, so a period's answer is
+    the same whatever other periods are asked with it."""
+    ends = sorted({p.end_exclusive for p in periods})
+    if len(ends) > 1:
+        return ibis.union(*(
+            risk_table(reg, definitions, risk_id, level, [p for p in periods
+                                                          if p.end_exclusive == end],
+                       units=units, marts=marts) for end in ends))
     risk = definitions.risks[risk_id]
     wanted = None if units is None else list(units)
     ptable = periods_table(periods)
-    span = getattr(risk, "min_days", 0) + getattr(risk, "max_gap_days", 0)
-    facts = _history(facts_of(reg, definitions, marts), periods, span)
+    facts = _history(facts_of(reg, definitions, marts), periods)
     selected = class_facts(facts, definitions, risk.classes)
 
     if isinstance(risk, LargeStart):
