@@ -174,3 +174,48 @@ def test_unknown_indicator(session) -> None:
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def _peer_sets(seed: int) -> pd.DataFrame:
+    """Random peer sets: empty and zero-count sets, units without exposure, overdispersion."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(150):
+        n = int(rng.integers(1, 25))
+        exposure = rng.gamma(2, 500, n) * (rng.random(n) > 0.1)
+        rate = rng.uniform(0.0, 0.02) * rng.lognormal(0, rng.uniform(0, 0.6), n)
+        observed = rng.poisson(exposure * rate) * (g % 13 != 0)
+        for i in range(n):
+            rows.append((f"p{g % 30}", f"r{g // 30}", f"u{i}", int(observed[i]), exposure[i],
+                         observed[i] * rng.uniform(1, 30)))
+    return pd.DataFrame(rows, columns=["period", "risk", "unit_id", "patients", "listed",
+                                       "variance"])
+
+
+def test_many_peer_sets_at_once_give_each_sets_fit_and_funnel() -> None:
+    """fit_many and funnel_rows are the per-set fit and funnel_table without the loop."""
+    from workbench.analysis.funnel import fit_many, funnel_rows
+
+    frame = _peer_sets(3)
+    many = fit_many(frame, ["period", "risk"], observed="patients", exposure="listed",
+                    variance="variance")
+    for _, row in many.iterrows():
+        part = frame[(frame["period"] == row["period"]) & (frame["risk"] == row["risk"])]
+        one = fit(part["patients"], part["listed"], variance=part["variance"])
+        assert np.allclose([one.target, one.kappa, one.phi, one.tau2],
+                           [row["target"], row["kappa"], row["phi"], row["tau2"]],
+                           equal_nan=True, rtol=1e-9)
+        assert (one.adjustment, one.units) == (row["adjustment"], row["units"])
+    fast = funnel_rows(frame, ("period", "risk"), observed="patients", exposure="listed",
+                       per=1000.0)
+    slow = funnel_table(frame, observed="patients", exposure="listed", per=1000.0,
+                        peers=("period", "risk")).to_pandas()
+    assert list(fast.columns) == list(slow.columns)
+    keys = ["period", "risk", "unit_id"]
+    both = fast.merge(slow, on=keys, suffixes=("_fast", "_slow"))
+    assert len(both) == len(frame)
+    for column in ("value", "target", "z", "lower_95", "upper_95", "lower_998", "upper_998"):
+        assert np.allclose(both[f"{column}_fast"].astype(float),
+                           both[f"{column}_slow"].astype(float), equal_nan=True, rtol=1e-9)
+    for column in ("flag_95", "flag_998", "adjustment"):
+        assert (both[f"{column}_fast"].fillna("") == both[f"{column}_slow"].fillna("")).all()

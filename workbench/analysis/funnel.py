@@ -196,6 +196,68 @@ def fit_many(
     return out[[*peers, "target", "kappa", "phi", "tau2", "adjustment", "units"]]
 
 
+def funnel_rows(
+    frame: pd.DataFrame,
+    peers: Sequence[str],
+    *,
+    observed: str,
+    exposure: str,
+    per: float = 1.0,
+    variance: str | None = None,
+) -> pd.DataFrame:
+    """:func:`funnel_table` (Poisson, additive) of many peer sets at once, as a frame: the same
+    columns and values, each set's fit from :func:`fit_many` and every unit's limits computed
+    for all rows together instead of a loop over the sets."""
+    fits = fit_many(frame, peers, observed=observed, exposure=exposure, variance=variance)
+    out = frame.merge(fits, on=list(peers), how="left")
+    o = out[observed].to_numpy(float)
+    d = out[exposure].to_numpy(float)
+    target = out["target"].to_numpy(float)
+    kappa = out["kappa"].to_numpy(float)
+    tau2 = out["tau2"].to_numpy(float)
+    additive = (out["adjustment"] == "additive").to_numpy(bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.where(d > 0, o / d, np.nan)
+        s = np.where(d > 0, np.sqrt(kappa * target / d), np.nan)
+        spread = np.where(additive, np.sqrt(s**2 + tau2), s)
+        z = (y - target) / spread
+    out["value"] = y * per
+    out["target"] = target * per
+    out["z"] = z
+    ok = d > 0
+    safe = np.where(ok, d, 1.0)
+    for name, coverage in LEVELS.items():
+        p_low, p_high = (1 - coverage) / 2, 1 - (1 - coverage) / 2
+        normal = stats.norm.ppf(p_high)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_safe = np.sqrt(kappa * target / safe)
+            adjusted = np.sqrt(s_safe**2 + tau2)
+            lower = np.where(additive, target - normal * adjusted,
+                             _exact_many(target, kappa, safe, p_low))
+            upper = np.where(additive, target + normal * adjusted,
+                             _exact_many(target, kappa, safe, p_high))
+        lower = np.where(ok, np.maximum(lower, 0.0), np.nan)
+        upper = np.where(ok, np.maximum(upper, 0.0), np.nan)
+        out[f"lower_{name}"] = lower * per
+        out[f"upper_{name}"] = upper * per
+        flag = np.where(y > upper, "high", np.where(y < lower, "low", None))
+        out[f"flag_{name}"] = pd.Series(flag, index=out.index, dtype="object")
+    columns = [*frame.columns, *_ADDED]
+    return out.drop(columns=["kappa", "units"])[columns]
+
+
+def _exact_many(target: np.ndarray, kappa: np.ndarray, d: np.ndarray, p: float) -> np.ndarray:
+    """:func:`_exact` (Poisson) for rows of different fits."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = d / kappa
+        mu = np.nan_to_num(target * scale, nan=0.0)
+        r = stats.poisson.ppf(p, mu)
+        at, below = stats.poisson.cdf(r, mu), stats.poisson.cdf(r - 1, mu)
+        alpha = np.where(at > below, (at - p) / (at - below), 0.0)
+        found = (r - alpha) / scale
+    return np.where(np.isnan(target), np.nan, found)
+
+
 def limits(
     f: Fit, exposure: Any, coverage: float, kind: Kind = "poisson"
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from workbench.analysis.funnel import funnel_table
+from workbench.analysis.funnel import funnel_rows
 from workbench.answers import journeys as J
 from workbench.answers.build import Progress, data_span
 from workbench.answers.comparisons import build_comparisons
@@ -111,7 +111,7 @@ def _risks(reg: Registers, definitions: Definitions, answers: dict[str, ir.Table
     parts = []
     for level, rows in table.groupby("level", sort=False):
         if level in JUDGED_LEVELS:
-            rows = funnel_table(rows, observed="patients", exposure="listed", per=1000.0,
-                                peers=("period", "risk"), method="additive").to_pandas()
+            rows = funnel_rows(rows, ("period", "risk"), observed="patients",
+                               exposure="listed", per=1000.0)
         parts.append(rows)
     return parts
