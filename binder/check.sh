@@ -14,4 +14,5 @@ python -m pip install -q -r "$work/repo/binder/requirements.txt"
 cd "$work/repo"
 DEMO_AREA="${DEMO_AREA:-741}" bash binder/postBuild
 workbench data info
-echo "binder-check: OK (requirements installed, postBuild built the demo register)"
+test -f data/answers.duckdb
+echo "binder-check: OK (requirements installed, postBuild built the demo register and its answers)"
