@@ -67,6 +67,7 @@ def writable_pages_dataset(pages_dataset: Dataset, tmp_path_factory: pytest.Temp
 
     copy = Dataset.at(tmp_path_factory.mktemp("writable-data"))
     shutil.copy2(pages_dataset.database, copy.database)
+    shutil.copy2(pages_dataset.answers, copy.answers)
     return copy
 
 

@@ -92,7 +92,7 @@ def test_without_a_fingerprint_marts_are_never_used() -> None:
 
 def test_a_build_lifts_the_sessions_duckdb_memory_cap_and_restores_it(monkeypatch) -> None:
     """A dashboard's cap (connect's 3GB) can't hold a national build's sorts: the build runs
-    with DuckDB's default (or $WORKBENCH_DUCKDB_BUILD_MEMORY_LIMIT) and puts the cap back."""
+    with DuckDB's default (or the limit it is given) and puts the cap back."""
     con = world().backend()
     con.create_table("metadata", ibis.memtable({"key": ["data_fingerprint"], "value": ["x"]}))
     con.raw_sql("SET memory_limit = '1GB'")
@@ -108,8 +108,7 @@ def test_a_build_lifts_the_sessions_duckdb_memory_cap_and_restores_it(monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(con, "create_table", spy)
-    monkeypatch.setenv("WORKBENCH_DUCKDB_BUILD_MEMORY_LIMIT", "2GB")
-    build_marts(con, connect(con).definitions)
+    build_marts(con, connect(con).definitions, memory_limit="2GB")
     assert set(seen) == {"1.8 GiB"}
     assert limit() in {"953.5 MiB", "953.6 MiB"}  # DuckDB shows one decimal
 
@@ -120,7 +119,6 @@ def test_a_build_lifts_a_cap_set_when_connecting(tmp_path: Path, monkeypatch) ->
     con = world().backend(path)
     con.create_table("metadata", ibis.memtable({"key": ["data_fingerprint"], "value": ["x"]}))
     con.disconnect()
-    monkeypatch.delenv("WORKBENCH_DUCKDB_BUILD_MEMORY_LIMIT", raising=False)
     session = connect(path, read_only=False, memory_limit="1GB")
     assert session.marts is not None
     seen = []

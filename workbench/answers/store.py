@@ -321,7 +321,11 @@ class AnswerStore:
         table["group"] = selection.group
         if role is not None:
             table["role"] = role
-        return table
+        if by is not None:  # the categories in a fixed order, whatever order they were read in
+            order = table[by].map(lambda v: "" if v is None or v != v else str(v))
+            table = table.assign(_order=order).sort_values(
+                ["unit_id", "period", "_order"], kind="stable").drop(columns="_order")
+        return table.reset_index(drop=True)
 
     def _frame(self, level: str, periods: list[str], units: Sequence[str] | None
                ) -> pd.DataFrame:

@@ -11,8 +11,8 @@ a plot asks for rows, so an analyst can keep filtering, joining and grouping it 
 
 from __future__ import annotations
 
+import os
 import tempfile
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,15 +41,15 @@ def duckdb_config(
     memory_limit: str | None = None, temp_directory: str | Path | None = None
 ) -> dict[str, str]:
     """The DuckDB settings :func:`connect` opens a database with: ``memory_limit`` (default
-    3GB) and ``temp_directory`` for spilling (default a fresh folder in the system's temp
-    folder, which DuckDB creates only when it spills and removes on close — never next to a
-    read-only database).
+    3GB) and ``temp_directory`` for spilling (default a folder of this process in the system's
+    temp folder, which DuckDB creates only when it spills and removes on close — never next
+    to a read-only database). The defaults are the same for every session of a process:
+    DuckDB refuses a second connection to an open file with other settings.
 
     >>> duckdb_config("1GB", "/tmp/spill")
     {'memory_limit': '1GB', 'temp_directory': '/tmp/spill'}
     """
-    temp = temp_directory or (
-        Path(tempfile.gettempdir()) / f"workbench-duckdb-{uuid.uuid4().hex[:12]}")
+    temp = temp_directory or Path(tempfile.gettempdir()) / f"workbench-duckdb-{os.getpid()}"
     return {"memory_limit": str(memory_limit or DEFAULT_MEMORY_LIMIT),
             "temp_directory": str(temp)}
 

@@ -189,9 +189,9 @@ def _check_periods(session: Workbench, text: str) -> list[str]:
     labels = [p.label for p in periods]
     if len(set(labels)) != len(labels):
         raise ExportError(f"period(s) given twice: {labels}")
-    from workbench.pages.choices import Catalog
+    from workbench.answers.build import data_span
 
-    first, last = Catalog(session).data_range
+    first, last = data_span(session.registers)
     # Whole months: the first dispensing of a year is rarely on 1 January.
     begin, end = first.replace(day=1), (last.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
     outside = [p.label for p in periods if p.start < begin or p.end_exclusive > end]
