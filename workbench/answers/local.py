@@ -11,9 +11,11 @@ of other data or code is never read (:func:`current`).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -24,9 +26,13 @@ import ibis
 import ibis.expr.types as ir
 
 from workbench.answers.build import Phase, Progress, build_answers, data_span
+from workbench.answers.codes import period_codes
 from workbench.answers.judged import build_judged
+from workbench.answers.periods import store_periods
 from workbench.definitions import Definitions, load_definitions
+from workbench.engine.journeys import FOLLOW_UP_DAYS
 from workbench.engine.marts import FINGERPRINT_KEY, METADATA_TABLE, definitions_digest
+from workbench.engine.periods import Period
 from workbench.engine.registers import Registers
 from workbench.paths import Dataset
 
@@ -119,10 +125,12 @@ class StoreReport:
     phases: list[Phase] = field(default_factory=list)
     tables: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
+    refreshed_from: dt.date | None = None  # a refresh: the day its periods were built from
 
     def summary(self) -> dict:
         """The report as plain values (a batch's manifest records it)."""
         return {"path": str(self.path), "built": self.built, "seconds": round(self.seconds, 1),
+                "refreshed_from": self.refreshed_from and self.refreshed_from.isoformat(),
                 "bytes": self.bytes, "tables": self.tables,
                 "phases": [{"name": p.name, "seconds": round(p.seconds, 1), "rows": p.rows}
                            for p in self.phases]}
@@ -131,14 +139,21 @@ class StoreReport:
         if not self.built:
             return f"answers: current, {self.path} ({self.bytes / 2**20:,.0f} MiB)"
         rows = ", ".join(f"{name} {n:,}" for name, n in self.tables.items())
-        return (f"answers: built in {self.seconds:.0f} s, {self.bytes / 2**20:,.0f} MiB "
+        done = "built"
+        if self.refreshed_from == dt.date.max:
+            done = "kept (nothing changed)"
+        elif self.refreshed_from is not None:
+            done = f"refreshed from {self.refreshed_from.isoformat()}"
+        return (f"answers: {done} in {self.seconds:.0f} s, {self.bytes / 2**20:,.0f} MiB "
                 f"({rows}), {self.path}")
 
 
 def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | None = None,
                 memory_limit: str = BUILD_MEMORY_LIMIT,
                 definitions: Definitions | None = None) -> StoreReport:
-    """Build the dataset's store unless a current one is there (``force``: build anyway)."""
+    """Build the dataset's store unless a current one is there (``force``: build anyway). A
+    store of the same register before a delivery (``workbench data load --append``) is
+    refreshed: only the periods the delivery can change are built again."""
     definitions = definitions or load_definitions()
     path = store_path(dataset)
     started = time.perf_counter()
@@ -150,11 +165,18 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
     if not force and stored_key(path) == key:
         return StoreReport(path, False, time.perf_counter() - started,
                            bytes=path.stat().st_size)
+    since = None if force else changed_since(dataset, path, key)
     building = path.with_name(path.name + ".building")
     scratch = path.with_name(path.name + ".scratch")
     for leftover in (building, scratch, *(Path(f"{p}.wal") for p in (building, scratch))):
         leftover.unlink(missing_ok=True)
     progress = progress or Progress()
+    if since == dt.date.max:
+        progress.say("answers: the deliveries changed no answer; the store is kept")
+    elif since is not None:
+        progress.say(f"answers: refreshing what changed from {since.isoformat()} on")
+    if since is not None:
+        shutil.copyfile(path, building)
     con = ibis.duckdb.connect(str(building), memory_limit=memory_limit,
                               temp_directory=str(path.parent / ".answers-spill"))
     try:
@@ -165,30 +187,22 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
         reg = Registers(**{name: con.table(name, database=REGISTER_ALIAS)
                            for name in ("persons", "listings", "practices", "clusters",
                                         "products", "redemptions")})
-
-        def put(name: str, expr: ir.Table) -> ir.Table:
-            where = (SCRATCH_ALIAS, "main") if name.startswith("scratch_") else None
-            con.create_table(name, expr, database=where, overwrite=True)
-            return con.table(name, database=where)
-
-        def insert(name: str, expr: ir.Table) -> None:
-            where = (SCRATCH_ALIAS, "main") if name.startswith("scratch_") else None
-            con.insert(name, expr, database=where)
-
-        answers = build_answers(reg, definitions, put, progress)
-        answers["units"] = con.table("units")
-        answers.update(build_judged(reg, definitions, answers, put, insert, progress))
+        first, last = data_span(reg)
+        if since is None:
+            _build(con, reg, definitions, progress, FRESH_NONE, None)
+        elif periods := refreshed_periods(store_periods(first, last), since):
+            _build(con, reg, definitions, progress, FRESH, periods)
+            _merge(con, store_periods(first, last), progress)
         con.raw_sql(f"DETACH {SCRATCH_ALIAS}")
         scratch.unlink(missing_ok=True)
         Path(f"{scratch}.wal").unlink(missing_ok=True)
-        first, last = data_span(reg)
-        con.con.execute(f"CREATE TABLE {STATE_TABLE} (store_key VARCHAR, built_at TIMESTAMP, "
-                        "first_day DATE, last_day DATE)")
+        con.con.execute(f"CREATE OR REPLACE TABLE {STATE_TABLE} (store_key VARCHAR, "
+                        "built_at TIMESTAMP, first_day DATE, last_day DATE)")
         con.con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, now(), ?, ?)", [key, first, last])
         con.raw_sql(f"DETACH {REGISTER_ALIAS}")
         con.raw_sql("CHECKPOINT")
-        tables = {name: int(table.count().to_pyarrow().as_py())
-                  for name, table in answers.items() if not name.startswith("scratch_")}
+        tables = {name: int(con.table(name).count().to_pyarrow().as_py())
+                  for name in (*ANSWER_TABLES, "periods", "selections", "units")}
     finally:
         con.disconnect()
         scratch.unlink(missing_ok=True)
@@ -196,7 +210,93 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
     os.replace(building, path)
     Path(f"{building}.wal").unlink(missing_ok=True)
     return StoreReport(path, True, time.perf_counter() - started, progress.phases, tables,
-                       path.stat().st_size)
+                       path.stat().st_size, refreshed_from=since)
+
+
+# Every answer table holds one period's answers per row: a refresh replaces the rows of the
+# periods it builds again. The others (periods, selections, units) are replaced whole.
+ANSWER_TABLES = ("cells", "parts", "listed", "standardised", "funnels", "deciles", "risks",
+                 "journeys")
+FRESH = "fresh_"  # a refresh's new answers, in the scratch file until merged
+FRESH_NONE = ""
+
+
+def _build(con: ibis.BaseBackend, reg: Registers, definitions: Definitions,
+           progress: Progress, prefix: str, periods: tuple[Period, ...] | None
+           ) -> dict[str, ir.Table]:
+    """Every answer through ``put``: into the store, or (``prefix``) into the scratch file."""
+
+    def where(name: str) -> tuple[str, str] | None:
+        return (SCRATCH_ALIAS, "main") if name.startswith("scratch_") or prefix else None
+
+    def put(name: str, expr: ir.Table) -> ir.Table:
+        target = name if name.startswith("scratch_") else prefix + name
+        con.create_table(target, expr, database=where(name), overwrite=True)
+        return con.table(target, database=where(name))
+
+    def insert(name: str, expr: ir.Table) -> None:
+        con.insert(name, expr, database=where(name))
+
+    answers = build_answers(reg, definitions, put, progress, periods=periods)
+    answers["units"] = con.table(prefix + "units", database=where("units"))
+    answers.update(build_judged(reg, definitions, answers, put, insert, progress))
+    return answers
+
+
+def _merge(con: ibis.BaseBackend, held: tuple[Period, ...], progress: Progress) -> None:
+    """The refreshed periods' answers in place of the old ones; the period, selection and unit
+    lists replaced whole (``held``: every period the data now cover)."""
+    with progress.phase("merging into the store") as rows:
+        fresh = f"{SCRATCH_ALIAS}.main.{FRESH}"
+        for name in ANSWER_TABLES:
+            con.raw_sql(f"DELETE FROM {name} WHERE period IN "
+                        f"(SELECT period FROM {fresh}periods)")
+            con.raw_sql(f"INSERT INTO {name} BY NAME SELECT * FROM {fresh}{name}")
+            rows.append(int(con.table(f"{FRESH}{name}", database=(SCRATCH_ALIAS, "main"))
+                            .count().to_pyarrow().as_py()))
+        con.create_table("periods", period_codes(held), overwrite=True)
+        for name in ("selections", "units"):
+            con.raw_sql(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {fresh}{name}")
+
+
+def refreshed_periods(held: tuple[Period, ...], since: dt.date) -> tuple[Period, ...]:
+    """The periods a change from ``since`` on can move: those ending after it, and those whose
+    starters' first year of follow-up (a journey) reaches it."""
+    follow = dt.timedelta(days=FOLLOW_UP_DAYS["12m"])
+    return tuple(p for p in held if p.last_day + follow >= since)
+
+
+def changed_since(dataset: Dataset, path: Path, key: str) -> dt.date | None:
+    """The earliest day whose answers the deliveries since the store was built can change
+    (None: the store can't be refreshed — none there, other definitions or code, the data
+    loaded anew — and is built whole)."""
+    old = stored_key(path)
+    if old is None:
+        return None
+    old_data, _, old_rest = old.partition(":")
+    new_data, _, new_rest = key.partition(":")
+    if old_rest != new_rest:
+        return None
+    with duckdb.connect(str(dataset.database), read_only=True) as con:
+        if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = "
+                           "'deliveries'").fetchone()[0]:
+            return None
+        chain = {after: (before, changed) for before, after, changed in con.execute(
+            "SELECT fingerprint_before, fingerprint_after, changed_from FROM deliveries"
+        ).fetchall()}
+    with duckdb.connect(str(path), read_only=True) as con:
+        first_day = con.execute(f"SELECT first_day FROM {STATE_TABLE}").fetchone()[0]
+    days = []
+    at = new_data
+    while at != old_data:
+        if at not in chain:
+            return None
+        at, changed = chain[at]
+        if changed is not None:
+            days.append(changed)
+    since = min(days, default=dt.date.max)
+    # a change in the first year moves which periods are offered: build it whole
+    return since if since > first_day + dt.timedelta(days=366) else None
 
 
 def _quoted(path: Path) -> str:

@@ -252,10 +252,13 @@ def risk_table(reg: Registers, definitions: Definitions, risk_id: str, facts: ir
         else:
             last_month = max(month_index(p.end_exclusive) for p in shown) - 1
             first_month = selected.month.min().to_pyarrow().as_py()
-            found = flagged(risk, selected, shown, first_month, last_month)
-            assert found is not None
-            flags = found.join(codes.select("pid", "period"), "period").select(
-                "pk", "pid", flag=ibis.literal(True))
+            if first_month is None:  # nobody redeemed the risk's drugs: nobody flagged
+                flags = nets.select("pk", "pid", flag=ibis.literal(True)).limit(0)
+            else:
+                found = flagged(risk, selected, shown, first_month, last_month)
+                assert found is not None
+                flags = found.join(codes.select("pid", "period"), "period").select(
+                    "pk", "pid", flag=ibis.literal(True))
         for level in LEVELS:
             parts.append((level, unit_counts(nets, flags, practices, level, codes)))
     denominators = _listed(reg, risk, listed, practices, codes)

@@ -125,8 +125,9 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith((".", "_"))
 
 
-def find_tables(source_dir: Path) -> dict[str, list[Path]]:
-    """The files of each table: ``<table>.parquet``, ``<table>.csv`` or a ``<table>/`` folder."""
+def find_tables(source_dir: Path, *, every: bool = True) -> dict[str, list[Path]]:
+    """The files of each table: ``<table>.parquet``, ``<table>.csv`` or a ``<table>/`` folder
+    (``every=False``: a delivery, which holds the tables it changes, at least one)."""
     expected = ", ".join(t.name for t in TABLES)
     if not source_dir.is_dir():
         raise LoadError(
@@ -139,6 +140,9 @@ def find_tables(source_dir: Path) -> dict[str, list[Path]]:
         if table in entries and _visible(entry):
             entries[table].append(entry)
     missing = [t for t, found in entries.items() if not found]
+    if not every and len(missing) < len(entries):
+        return {table: _parts(source_dir, table, found) for table, found in entries.items()
+                if found}
     if missing:
         present = ", ".join(sorted(p.name for p in source_dir.iterdir() if _visible(p)))
         named = ", ".join(f"{t} ({TABLES_BY_NAME[t].description})" for t in missing)
@@ -245,8 +249,10 @@ def _missing_columns(
     return "\n".join(lines)
 
 
-def read_headers(source_dir: Path, tables: dict[str, list[Path]]) -> list[SourceFile]:
-    """Every file's header, checked before any data is read: a load fails fast, not at minute 3."""
+def read_headers(source_dir: Path, tables: dict[str, list[Path]],
+                 named: dict[Path, str] | None = None) -> list[SourceFile]:
+    """Every file's header, checked before any data is read: a load fails fast, not at minute 3.
+    A file is named relative to ``source_dir`` unless ``named`` names it."""
     files = []
     for table, paths in tables.items():
         for path in paths:
@@ -256,7 +262,7 @@ def read_headers(source_dir: Path, tables: dict[str, list[Path]]) -> list[Source
             else:
                 names, delimiter = _csv_header(path)
             mapping = map_columns(TABLES_BY_NAME[table], names, path)
-            name = path.relative_to(source_dir).as_posix()
+            name = (named or {}).get(path) or path.relative_to(source_dir).as_posix()
             files.append(SourceFile(table, path, name, len(files), fmt, mapping, delimiter))
     return files
 
@@ -619,7 +625,7 @@ class Build:
     def write_provenance(self, hashes: dict[int, str], metadata: dict[str, str]) -> None:
         self.con.execute(
             'CREATE TABLE main.source_files ("table" VARCHAR, file VARCHAR, format VARCHAR, '
-            "bytes BIGINT, sha256 VARCHAR, rows_in BIGINT)"
+            "bytes BIGINT, sha256 VARCHAR, rows_in BIGINT, path VARCHAR)"
         )
         rows = [
             (
@@ -629,10 +635,11 @@ class Build:
                 f.path.stat().st_size,
                 hashes[f.index],
                 self.rows_in[f.index],
+                str(f.path),
             )
             for f in self.files
         ]
-        self.con.executemany("INSERT INTO main.source_files VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self.con.executemany("INSERT INTO main.source_files VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         self.con.execute("CREATE TABLE main.metadata (key VARCHAR PRIMARY KEY, value VARCHAR)")
         self.con.executemany("INSERT INTO main.metadata VALUES (?, ?)", list(metadata.items()))
 
@@ -761,6 +768,70 @@ def load_register(source_dir: Path, dataset: Dataset, *, progress: bool = True) 
     """
     source_dir = Path(source_dir).resolve()
     files = read_headers(source_dir, find_tables(source_dir))
+    return _load(source_dir, dataset, files, progress)
+
+
+def append_register(delivery_dir: Path, dataset: Dataset, *, progress: bool = True
+                    ) -> LoadReport:
+    """Add a delivery to the register: a month (or more) of redemptions, and any other table
+    given again as it now stands (the CPR, listing and practice registers are delivered as
+    snapshots, so a table given replaces the old; redemptions are added to).
+
+    The database is loaded again from the files it was loaded from and the delivery's, with
+    every check of a load (a re-delivered redemption is an exact duplicate and quarantined), so
+    an append never loads what a full load would refuse. Those files must be where they were
+    and unchanged (their hashes are compared). The ``deliveries`` table records the earliest
+    day whose answers the delivery can change (``changed_from``): the answer store refreshes the
+    periods from there on and keeps the rest.
+    """
+    delivery_dir = Path(delivery_dir).resolve()
+    if not dataset.database.is_file():
+        raise LoadError(f"{dataset.database}: no register to append to; load one first "
+                        "(workbench data load DIR)")
+    before = _loaded_files(dataset.database)
+    delivered = find_tables(delivery_dir, every=False)
+    tables: dict[str, list[Path]] = {}
+    for spec in TABLES:
+        kept = [path for table, _, path, _ in before if table == spec.name]
+        given = delivered.get(spec.name, [])
+        tables[spec.name] = kept + given if spec.name == "redemptions" else (given or kept)
+    names = {path: name for _, name, path, _ in before}
+    for paths in delivered.values():
+        for path in paths:
+            names[path] = f"{delivery_dir.name}/{path.relative_to(delivery_dir).as_posix()}"
+    if len(set(names.values())) < len(names):
+        raise LoadError(f"{delivery_dir}: a file of this delivery has the name of one loaded "
+                        "before; give each delivery its own folder name (e.g. 2026-01)")
+    missing = [str(path) for _, _, path, _ in before if not path.is_file()]
+    if missing:
+        raise LoadError(f"{missing[0]}: loaded before and needed again for an append, but "
+                        "gone; put it back or load the whole register again (data load DIR)")
+    files = read_headers(delivery_dir, tables, names)
+    recorded = {path: sha for _, _, path, sha in before}
+    return _load(delivery_dir, dataset, files, progress, recorded=recorded)
+
+
+def _loaded_files(database: Path) -> list[tuple[str, str, Path, str]]:
+    """``(table, name, path, sha256)`` of every file the database was loaded from."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        columns = {c for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'source_files'"
+        ).fetchall()}
+        if not columns:
+            raise LoadError(f"{database} records no source files: load the register again "
+                            "(workbench data load DIR) before appending")
+        meta = dict(con.execute("SELECT key, value FROM metadata").fetchall())
+        path = "path" if "path" in columns else "NULL"
+        rows = con.execute(f'SELECT "table", file, {path}, sha256 FROM source_files').fetchall()
+    base = Path(meta.get("source_dir", "."))
+    return [(table, name, Path(where) if where else base / name, sha)
+            for table, name, where, sha in rows]
+
+
+def _load(source_dir: Path, dataset: Dataset, files: list[SourceFile], progress: bool,
+          recorded: dict[Path, str] | None = None) -> LoadReport:
+    """Build the database from ``files`` and move it into place (``recorded``: an append; the
+    earlier files' hashes, checked before anything is replaced)."""
     dataset.root.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(dataset.database)
     work = _work_dir(dataset.database, os.getpid())
@@ -769,6 +840,13 @@ def load_register(source_dir: Path, dataset: Dataset, *, progress: bool = True) 
     try:
         digests = {f.index: hashing.submit(_sha256, f.path) for f in files}
         report = _build(source_dir, dataset, files, digests, work, progress)
+        if recorded is not None:
+            for f in files:
+                if f.path in recorded and digests[f.index].result() != recorded[f.path]:
+                    raise LoadError(
+                        f"{f.path}: changed since it was loaded; an append adds to what was "
+                        "loaded, so load the whole register again (data load DIR)")
+            _record_delivery(work / "new.duckdb", dataset.database, source_dir)
         wal = dataset.database.with_name(dataset.database.name + ".wal")
         wal.unlink(missing_ok=True)  # a stale log of the old file must not replay into the new
         os.replace(work / "new.duckdb", dataset.database)
@@ -777,6 +855,98 @@ def load_register(source_dir: Path, dataset: Dataset, *, progress: bool = True) 
         shutil.rmtree(work, ignore_errors=True)
     _write_reports(report, dataset.reports_dir)
     return report
+
+
+# The earliest day a change to a table can move answers from, by table, as SQL over the rows
+# that differ (``d``: old and new side by side on the table's key). Rows only added to the
+# persons, practices, clusters or products act through the redemptions and listings that
+# name them (whose own differences count); a row changed or removed there can move anything.
+EVERYTHING = dt.date(1900, 1, 1)
+
+
+def _record_delivery(new: Path, old: Path, folder: Path) -> None:
+    """Write ``deliveries``: the old database's rows and this one's, with ``changed_from``."""
+    with duckdb.connect(str(new)) as con:
+        con.execute(f"ATTACH '{_sql_text(old)}' AS old (READ_ONLY)")
+        changed = [day for day in (
+            _changed_redemptions(con), _changed_listings(con), _changed_persons(con),
+            *(_changed_snapshot(con, t) for t in ("practices", "clusters", "products")),
+        ) if day is not None]
+        before = con.execute("SELECT value FROM old.metadata WHERE key = 'data_fingerprint'"
+                             ).fetchone()
+        after = con.execute("SELECT value FROM main.metadata WHERE key = 'data_fingerprint'"
+                            ).fetchone()
+        added = con.execute("SELECT (SELECT count(*) FROM main.redemptions) - "
+                            "(SELECT count(*) FROM old.redemptions)").fetchone()[0]
+        con.execute(
+            "CREATE TABLE main.deliveries (folder VARCHAR, loaded_at TIMESTAMP, "
+            "fingerprint_before VARCHAR, fingerprint_after VARCHAR, changed_from DATE, "
+            "redemptions_added BIGINT)")
+        kept = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'old' "
+                           "AND table_name = 'deliveries'").fetchone()[0]
+        if kept:
+            con.execute("INSERT INTO main.deliveries SELECT * FROM old.deliveries")
+        con.execute("INSERT INTO main.deliveries VALUES (?, now(), ?, ?, ?, ?)",
+                    [str(folder), before[0] if before else None, after[0] if after else None,
+                     min(changed) if changed else None, added])
+        con.execute("DETACH old")
+        con.execute("CHECKPOINT")
+
+
+def _columns(table: str) -> str:
+    return ", ".join(quote(c) for c in TABLES_BY_NAME[table].names)
+
+
+def _changed_redemptions(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The first day of a redemption added or gone."""
+    cols = _columns("redemptions")
+    return con.execute(
+        f"""SELECT min(dispensed_on) FROM (
+              (SELECT {cols} FROM main.redemptions EXCEPT ALL SELECT {cols} FROM old.redemptions)
+              UNION ALL
+              (SELECT {cols} FROM old.redemptions EXCEPT ALL SELECT {cols} FROM main.redemptions))
+        """).fetchone()[0]
+
+
+def _changed_listings(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """A listing added, gone or moved to another practice counts from its start; one whose end
+    changed, from the earlier of the two ends."""
+    far = "DATE '9999-12-31'"
+    return con.execute(
+        f"""SELECT min(CASE
+                WHEN n.person_id IS NULL THEN o.start_date
+                WHEN o.person_id IS NULL THEN n.start_date
+                WHEN n.practice_id IS DISTINCT FROM o.practice_id THEN n.start_date
+                ELSE least(coalesce(n.end_date, {far}), coalesce(o.end_date, {far})) END)
+            FROM main.listings n FULL JOIN old.listings o
+              ON n.person_id = o.person_id AND n.start_date = o.start_date
+            WHERE n.person_id IS NULL OR o.person_id IS NULL
+               OR n.practice_id IS DISTINCT FROM o.practice_id
+               OR n.end_date IS DISTINCT FROM o.end_date""").fetchone()[0]
+
+
+def _changed_persons(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """A person's sex or birth date changed moves everything; a death date, from the earlier
+    of the two (a death ends a journey's follow-up)."""
+    far = "DATE '9999-12-31'"
+    everything = f"DATE '{EVERYTHING.isoformat()}'"
+    day = con.execute(
+        f"""SELECT min(CASE
+                WHEN n.sex IS DISTINCT FROM o.sex OR n.birth_date IS DISTINCT FROM o.birth_date
+                THEN {everything}
+                ELSE least(coalesce(n.death_date, {far}), coalesce(o.death_date, {far})) END)
+            FROM main.persons n JOIN old.persons o ON n.person_id = o.person_id
+            WHERE n.sex IS DISTINCT FROM o.sex OR n.birth_date IS DISTINCT FROM o.birth_date
+               OR n.death_date IS DISTINCT FROM o.death_date""").fetchone()[0]
+    return None if day is None or day.year == 9999 else day
+
+
+def _changed_snapshot(con: duckdb.DuckDBPyConnection, table: str) -> dt.date | None:
+    """A practice, cluster or product changed or gone can move anything."""
+    cols = _columns(table)
+    gone = con.execute(f"SELECT count(*) FROM (SELECT {cols} FROM old.{table} EXCEPT ALL "
+                       f"SELECT {cols} FROM main.{table})").fetchone()[0]
+    return EVERYTHING if gone else None
 
 
 def _build(

@@ -124,18 +124,30 @@ def data_load(
         Path, typer.Argument(help="Folder holding the six register tables (CSV or Parquet).")
     ],
     data: DataOption = None,
+    append: Annotated[bool, typer.Option(
+        help="Add a delivery (a month of redemptions; any other table given replaces the old) "
+             "to the loaded register, and refresh the answer store's periods it changes.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Validate a register extract and build the workbench database from it."""
-    from workbench.data.loader import LoadError, load_register
+    from workbench.answers import Progress, StoreError, build_store
+    from workbench.data.loader import LoadError, append_register, load_register
 
     dataset = Dataset.at(data)
     try:
-        report = load_register(source, dataset, progress=progress)
+        load = append_register if append else load_register
+        report = load(source, dataset, progress=progress)
     except LoadError as exc:
         fail(str(exc))
     typer.echo(report.summary())
     typer.echo(f"database: {dataset.database}")
+    if append and dataset.answers.is_file():
+        try:
+            built = build_store(dataset, progress=Progress(say=lambda line: typer.echo(line)))
+        except StoreError as exc:
+            fail(str(exc))
+        typer.echo(str(built))
 
 
 @data_app.command("info")
