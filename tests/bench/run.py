@@ -27,6 +27,7 @@ from analysis_bench import bench_analysis_standardised
 from batch_bench import bench_batch
 from dashboard_bench import bench_dashboards
 from engine_bench import bench_dashboard_latency, bench_engine_full_table
+from refresh_bench import bench_store_refresh
 from scan_bench import bench_output_scan
 from store_bench import bench_store_build
 
@@ -158,6 +159,7 @@ def bench_generate_nation(data: Path) -> dict:
 BENCHMARKS: dict[str, Callable[[Path], dict]] = {
     "generate_nation": bench_generate_nation,
     "store_build": bench_store_build,
+    "store_refresh": bench_store_refresh,
     "engine_full_table": bench_engine_full_table,
     "dashboard_latency": bench_dashboard_latency,
     "dashboards": bench_dashboards,

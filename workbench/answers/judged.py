@@ -20,7 +20,7 @@ from workbench.answers.periods import offered
 from workbench.answers.risks import risk_table
 from workbench.definitions import Definitions
 from workbench.engine.journeys import FOLLOW_UP_DAYS
-from workbench.engine.periods import parse_period
+from workbench.engine.periods import Period, parse_period
 from workbench.engine.registers import Registers
 
 Put = Callable[[str, ir.Table], ir.Table]
@@ -37,8 +37,10 @@ Insert = Callable[[str, ir.Table], None]
 
 
 def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir.Table],
-                 put: Put, insert: Insert, progress: Progress) -> dict[str, ir.Table]:
-    """``standardised``, ``funnels``, ``deciles``, ``risks`` and ``journeys``."""
+                 put: Put, insert: Insert, progress: Progress,
+                 cohorts: list[Period] | None = None) -> dict[str, ir.Table]:
+    """``standardised``, ``funnels``, ``deciles``, ``risks`` and ``journeys`` (``cohorts``: the
+    periods whose starters to follow; default: every period built that the data can follow)."""
     found: dict[str, ir.Table] = {}
     with progress.phase("comparisons") as rows:
         made = build_comparisons(answers["cells"], answers["listed"], answers["units"],
@@ -65,7 +67,7 @@ def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir
         found["risks"] = put("risks", stored.order_by(["level", "period", "risk", "unit_id"]))
         rows.append(len(table))
     with progress.phase("journeys") as rows:
-        cohorts = cohort_periods(held, last)
+        cohorts = cohort_periods(held if cohorts is None else cohorts, last)
         coded = answers["scratch_facts"]
         begun = put("scratch_starts", J.starts(coded))
         persons = reg.persons.join(answers["scratch_person_keys"], "person_id").select(

@@ -191,8 +191,9 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
         if since is None:
             _build(con, reg, definitions, progress, FRESH_NONE, None)
         elif periods := refreshed_periods(store_periods(first, last), since):
-            _build(con, reg, definitions, progress, FRESH, periods)
-            _merge(con, store_periods(first, last), progress)
+            cohorts = followed_into(store_periods(first, last), since)
+            _build(con, reg, definitions, progress, FRESH, periods, cohorts)
+            _merge(con, store_periods(first, last), cohorts, progress)
         con.raw_sql(f"DETACH {SCRATCH_ALIAS}")
         scratch.unlink(missing_ok=True)
         Path(f"{scratch}.wal").unlink(missing_ok=True)
@@ -222,8 +223,8 @@ FRESH_NONE = ""
 
 
 def _build(con: ibis.BaseBackend, reg: Registers, definitions: Definitions,
-           progress: Progress, prefix: str, periods: tuple[Period, ...] | None
-           ) -> dict[str, ir.Table]:
+           progress: Progress, prefix: str, periods: tuple[Period, ...] | None,
+           cohorts: tuple[Period, ...] | None = None) -> dict[str, ir.Table]:
     """Every answer through ``put``: into the store, or (``prefix``) into the scratch file."""
 
     def where(name: str) -> tuple[str, str] | None:
@@ -239,18 +240,23 @@ def _build(con: ibis.BaseBackend, reg: Registers, definitions: Definitions,
 
     answers = build_answers(reg, definitions, put, progress, periods=periods)
     answers["units"] = con.table(prefix + "units", database=where("units"))
-    answers.update(build_judged(reg, definitions, answers, put, insert, progress))
+    answers.update(build_judged(reg, definitions, answers, put, insert, progress,
+                                None if cohorts is None else list(cohorts)))
     return answers
 
 
-def _merge(con: ibis.BaseBackend, held: tuple[Period, ...], progress: Progress) -> None:
-    """The refreshed periods' answers in place of the old ones; the period, selection and unit
-    lists replaced whole (``held``: every period the data now cover)."""
+def _merge(con: ibis.BaseBackend, held: tuple[Period, ...], cohorts: tuple[Period, ...],
+           progress: Progress) -> None:
+    """The refreshed periods' answers in place of the old ones (journeys: of the ``cohorts``
+    followed again); the period, selection and unit lists replaced whole (``held``: every period
+    the data now cover)."""
     with progress.phase("merging into the store") as rows:
         fresh = f"{SCRATCH_ALIAS}.main.{FRESH}"
+        followed = ", ".join(f"'{p.label}'" for p in cohorts) or "NULL"
         for name in ANSWER_TABLES:
-            con.raw_sql(f"DELETE FROM {name} WHERE period IN "
-                        f"(SELECT period FROM {fresh}periods)")
+            again = (f"({followed})" if name == "journeys"
+                     else f"(SELECT period FROM {fresh}periods)")
+            con.raw_sql(f"DELETE FROM {name} WHERE period IN {again}")
             con.raw_sql(f"INSERT INTO {name} BY NAME SELECT * FROM {fresh}{name}")
             rows.append(int(con.table(f"{FRESH}{name}", database=(SCRATCH_ALIAS, "main"))
                             .count().to_pyarrow().as_py()))
@@ -260,8 +266,13 @@ def _merge(con: ibis.BaseBackend, held: tuple[Period, ...], progress: Progress) 
 
 
 def refreshed_periods(held: tuple[Period, ...], since: dt.date) -> tuple[Period, ...]:
-    """The periods a change from ``since`` on can move: those ending after it, and those whose
-    starters' first year of follow-up (a journey) reaches it."""
+    """The periods a change from ``since`` on can move: those ending after it (a period's
+    answers never look past its end)."""
+    return tuple(p for p in held if p.last_day >= since)
+
+
+def followed_into(held: tuple[Period, ...], since: dt.date) -> tuple[Period, ...]:
+    """The cohorts whose starters' first year of follow-up (a journey) reaches ``since``."""
     follow = dt.timedelta(days=FOLLOW_UP_DAYS["12m"])
     return tuple(p for p in held if p.last_day + follow >= since)
 
