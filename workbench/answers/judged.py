@@ -33,6 +33,7 @@ RISK_COLUMNS = {"level": "string", "unit_id": "string", "period": "string", "ris
                 "upper_95": "float64", "lower_998": "float64", "upper_998": "float64",
                 "flag_95": "string", "flag_998": "string", "phi": "float64",
                 "tau2": "float64", "adjustment": "string"}
+TEXT_COLUMNS = ("flag_95", "flag_998", "adjustment")
 Insert = Callable[[str, ir.Table], None]
 
 
@@ -59,11 +60,12 @@ def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
             {name: pd.Series(dtype=object if kind == "string" else kind)
              for name, kind in RISK_COLUMNS.items()})
-        stored = ibis.memtable(table) if parts else ibis.memtable(
-            table, schema=ibis.schema(RISK_COLUMNS))
-        # a flag no unit raised is a column of nothing but nulls: text, as the raised ones
-        stored = stored.cast({c: "string" for c in ("flag_95", "flag_998", "adjustment")
-                              if c in stored.columns})
+        # the text columns' gaps as nulls (a level not placed in a funnel has none of them;
+        # NaN would reach some backends as the text 'NaN'), typed as text even when empty
+        table = table.assign(**{c: table[c].astype(object).where(table[c].notna(), None)
+                                for c in TEXT_COLUMNS if c in table.columns})
+        stored = ibis.memtable(table, schema=ibis.schema(
+            {c: RISK_COLUMNS[c] for c in table.columns}))
         found["risks"] = put("risks", stored.order_by(["level", "period", "risk", "unit_id"]))
         rows.append(len(table))
     with progress.phase("journeys") as rows:
