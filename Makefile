@@ -16,8 +16,10 @@ PORT ?= 8866
 # The report site `make run` renders before serving, for the public (the overview and cluster
 # pages; practice pages need `workbench render --profile analyst` or practice:ID): a documented
 # slice, the first RENDER_LIMIT pages of each theme (the overview and the first clusters: 20
-# pages, 140 s on 2 busy cores, 74 s of it the precompute); `make render RENDER_LIMIT=` renders
-# all (the demo region's 12 clusters: 52 pages, 325 s there). A re-run skips unchanged pages.
+# pages); `make render RENDER_LIMIT=` renders all (the demo region's 12 clusters: 52 pages).
+# The first render builds the answer store every page reads (`workbench data build`, its phases
+# printed: 21 minutes, 828 MiB for the demo region on 2 busy cores); later runs reuse it while
+# data, definitions and code are unchanged. A re-run skips unchanged pages.
 SITE ?= site
 RENDER_LIMIT ?= 10
 
