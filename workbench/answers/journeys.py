@@ -21,7 +21,12 @@ import ibis
 import ibis.expr.types as ir
 
 from workbench.answers.codes import unit_codes
-from workbench.engine.journeys import FOLLOW_UP_DAYS, LONG_TERM_DDD, OUTCOMES, STOP_WINDOW_DAYS
+from workbench.engine.journeys import (
+    FOLLOW_UP_DAYS,
+    LONG_TERM_DDD,
+    STOP_WINDOW_DAYS,
+    outcomes_long,
+)
 from workbench.engine.months import NET_DECIMALS
 from workbench.engine.periods import LOOKBACK_DAYS, Period
 
@@ -126,13 +131,7 @@ def journey_table(coded: ir.Table, begun: ir.Table, outcomes: ir.Table, practice
         wide = frame.left_join(summed, ["unit_id", "gid", "period"]).drop(
             "unit_id_right", "gid_right", "period_right")
         wide = wide.mutate(**{c: wide[c].fill_null(0) for c in COUNTS})
-        long = wide.pivot_longer(list(OUTCOMES), names_to="outcome", values_to="persons")
-        cohort_size = ibis.cases(
-            (long.outcome == "started", long.persons),
-            (long.outcome.endswith("_6m"), long.followed_6m),
-            else_=long.followed_12m,
-        )
-        long = long.mutate(cohort=cohort_size)
+        long = outcomes_long(wide)
         parts.append(long.select(
             level=ibis.literal(level), unit_id=long.unit_id, period=long.period,
             group=long.group, outcome=long.outcome, persons=long.persons,

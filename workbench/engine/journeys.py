@@ -253,14 +253,7 @@ def journeys(
     keys = ["unit_id", "period", "group"]
     wide = frame.left_join(counts, keys).drop(*(f"{k}_right" for k in keys))
     wide = wide.mutate(**{c: wide[c].fill_null(0) for c in counts.columns if c not in keys})
-    wide = wide.mutate(starters=wide.started)
-    long = wide.pivot_longer(list(OUTCOMES), names_to="outcome", values_to="persons")
-    cohort_size = ibis.cases(
-        (long.outcome == "started", long.starters),
-        (long.outcome.endswith("_6m"), long.followed_6m),
-        else_=long.followed_12m,
-    )
-    long = long.mutate(cohort=cohort_size)
+    long = outcomes_long(wide)
     return long.select(
         level=ibis.literal(level),
         unit_id=long.unit_id,
@@ -271,6 +264,18 @@ def journeys(
         cohort=long.cohort,
         share=ibis.ifelse(long.cohort > 0, long.persons / long.cohort, ibis.null("float64")),
     )
+
+
+def outcomes_long(wide: ir.Table) -> ir.Table:
+    """One row per outcome (``persons``) from the counts' columns, with its ``cohort``: every
+    starter for ``started``, those followed the outcome's whole window for the others."""
+    long = wide.pivot_longer(list(OUTCOMES), names_to="outcome", values_to="persons")
+    cohort_size = ibis.cases(
+        (long.outcome == "started", long.persons),
+        (long.outcome.endswith("_6m"), long.followed_6m),
+        else_=long.followed_12m,
+    )
+    return long.mutate(cohort=cohort_size)
 
 
 def transitions(
