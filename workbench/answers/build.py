@@ -126,7 +126,7 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
         sels = Selections.of(definitions, used.to_pyarrow().column(0).to_pylist())
         selections = keep(rows, "selections", sels.table(definitions))
         practices = keep(rows, "scratch_practices", practice_codes(reg.practices))
-        keep(rows, "units", ibis.union(*(
+        units = keep(rows, "units", ibis.union(*(
             unit_codes(practices, level).select("unit_id").distinct()
             .mutate(level=ibis.literal(level)) for level in C.LEVELS)).select("level", "unit_id"))
         keys = keep(rows, "scratch_person_keys", P.person_keys(facts))
@@ -140,34 +140,54 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
         windows = keep(rows, "scratch_windows", P.window_sums(months, lookback_codes(ends)))
         firsts = P.first_days(months, pmonths)
         persons = reg.persons.join(keys, "person_id").select("pk", "sex", "birth_date")
-        person_periods = keep(rows, "scratch_person_periods", P.person_periods(
-            firsts, windows, persons, ptable, definitions))
+        sexes = reg.persons.select("sex").distinct().to_pyarrow().column(0).to_pylist()
+        codes = keep(rows, "scratch_cell_codes", P.cell_codes(sexes, definitions))
+        person_periods = keep(rows, "scratch_person_periods", P.coded_cells(P.person_periods(
+            firsts, windows, persons, ptable, definitions), codes))
         gp = keep(rows, "scratch_gp", coded.filter(coded.px.notnull()))
         multi = keep(rows, "scratch_multi", C.multi_persons(gp))
 
-    cell_keys = ["sid", "pid", *P.CELL]
+    cell_keys = ["sid", "pid", "cell"]
     cell_parts = []
+    family_nets, family_multi = {}, {}
     for sel in ("gid", "did"):
         with progress.phase(f"cells of {'groups' if sel == 'gid' else 'drugs'}") as rows:
-            nets = C.with_cells(C.period_nets(C.family_months(gp, sel), pmonths, multi),
-                                person_periods)
-            nets = keep(rows, f"scratch_nets_{sel}", nets)
+            if sel == "gid":
+                nets = C.with_cells(C.period_nets(C.family_months(gp, sel), pmonths, multi),
+                                    person_periods)
+            else:  # a group's nets split by drug
+                labels = C.single_labels(gp, "gid", "did", None)
+                fresh = C.with_cells(C.fresh_nets(gp, labels, "gid", "did", None, pmonths,
+                                                  multi), person_periods)
+                nets = C.split_nets(family_nets["gid"], fresh, labels)
+            nets = family_nets[sel] = keep(rows, f"scratch_nets_{sel}", nets)
             sums = keep(rows, f"scratch_sums_{sel}", C.practice_sums(nets, cell_keys))
-            cell_parts.append(_levels(sums, nets, practices, cell_keys, put, rows, f"cells_{sel}"))
+            # the levels read the few persons seen at several practices, not every net again
+            many = family_multi[sel] = keep(rows, f"scratch_multi_{sel}",
+                                            nets.filter(nets.multi))
+            cell_parts.append(_levels(sums, many, practices, cell_keys))
     with progress.phase("cells of every level") as rows:
-        cells = keep(rows, "cells", _labelled(ibis.union(*cell_parts), ptable, selections))
+        cells = keep(rows, "cells", _labelled(P.decoded(ibis.union(*cell_parts), codes),
+                                              ptable, selections, units))
 
     part_keys = ["sid", "pid", "value"]
     part_tables = []
     for sel, dim in PARTS:
         with progress.phase(f"parts by {dim} of {'groups' if sel == 'gid' else 'drugs'}") as rows:
-            nets = keep(rows, "scratch_part_nets",
-                        C.period_nets(C.family_months(gp, sel, dim), pmonths, multi))
-            sums = keep(rows, "scratch_part_sums", C.practice_sums(nets, part_keys))
-            levels = _levels(sums, nets, practices, part_keys, put, rows, f"parts_{sel}_{dim}")
+            labels = keep(rows, f"scratch_part_labels_{sel}_{dim}",
+                          C.single_labels(gp, sel, sel, dim))
+            fresh = keep(rows, f"scratch_part_fresh_{sel}_{dim}",
+                         C.fresh_nets(gp, labels, sel, sel, dim, pmonths, multi))
+            # the persons' nets are as many as the parent's: summed as they are made, and only
+            # the few seen at several practices kept (the levels net them again)
+            nets = C.split_nets(family_nets[sel].drop("cell"), fresh, labels)
+            sums = keep(rows, f"scratch_part_sums_{sel}_{dim}", C.practice_sums(nets, part_keys))
+            nets = keep(rows, f"scratch_part_multi_{sel}_{dim}", C.split_nets(
+                family_multi[sel].drop("cell"), fresh.filter(fresh.multi), labels))
+            levels = _levels(sums, nets, practices, part_keys)
             part_tables.append(levels.mutate(dim=ibis.literal(dim)))
     with progress.phase("parts of every level") as rows:
-        parts = keep(rows, "parts", _labelled(ibis.union(*part_tables), ptable, selections))
+        parts = keep(rows, "parts", _labelled(ibis.union(*part_tables), ptable, selections, units))
 
     with progress.phase("listed persons") as rows:
         first = min(month_index(p.start) for p in periods)
@@ -187,9 +207,11 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
 
 
 
-def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str], put: Put,
-            rows: list[int], name: str) -> ir.Table:
-    """Every level's figures, each materialised (one query a level)."""
+def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str]
+            ) -> ir.Table:
+    """Every level's figures, as one expression: they are summed from the practice ``sums``
+    and the ``multi`` persons' ``nets`` as the answers are written (written apart first,
+    they were written twice)."""
     found = []
     for level in C.LEVELS:
         units = unit_codes(practices, level)
@@ -197,17 +219,29 @@ def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str]
             expr = C.practice_level(sums, units, keys)
         else:
             expr = C.level_sums(sums, nets, units, keys)
-        table = put(f"scratch_{name}_{level}", expr.mutate(level=ibis.literal(level)))
-        rows.append(int(table.count().to_pyarrow().as_py()))
-        found.append(table)
+        found.append(expr.mutate(level=ibis.literal(level)))
     return ibis.union(*found)
 
 
-def _labelled(table: ir.Table, periods: ir.Table, selections: ir.Table) -> ir.Table:
+def _labelled(table: ir.Table, periods: ir.Table, selections: ir.Table, units: ir.Table
+              ) -> ir.Table:
     """Codes back to labels, sorted so a slice of one level, selection and period (every
-    unit's rows) or of one unit reads few row groups."""
-    named = table.join(periods.select("pid", "period"), "pid").join(
-        selections.select("sid", "sel"), "sid").drop("pid", "sid")
+    unit's rows) or of one unit reads few row groups. The order is the labels' (level, sel,
+    period, unit_id), but sorted on one integer made of their ranks: sorting millions of rows
+    on four texts took longer than the rest of writing them."""
+    period_ranks = periods.select("pid", "period", prank=_rank(periods.period))
+    sel_ranks = selections.select("sid", "sel", srank=_rank(selections.sel))
+    names = units.select("unit_id").distinct()
+    unit_ranks = names.mutate(urank=_rank(names.unit_id))
+    named = table.join(period_ranks, "pid").join(sel_ranks, "sid").join(unit_ranks, "unit_id")
+    lrank = ibis.cases(*((named.level == level, i) for i, level in enumerate(sorted(C.LEVELS))))
+    # ranks below 2**15 (selection codes are int16), 2**16 (periods), 2**24 (units)
+    key = ((lrank.cast("int64") * 2**15 + named.srank) * 2**16 + named.prank) * 2**24 + named.urank
     front = ["level", "sel", "period", "unit_id"]
-    rest = [c for c in named.columns if c not in front]
-    return named.select(*front, *rest).order_by(front)
+    rest = [c for c in table.columns if c not in (*front, "pid", "sid")]
+    return named.select(*front, *rest, order=key).order_by("order").drop("order")
+
+
+def _rank(column: ir.Value) -> ir.IntegerValue:
+    """Each value's place in the sorted distinct values (from 0)."""
+    return ibis.dense_rank().over(order_by=column).cast("int64")

@@ -34,19 +34,6 @@ LEVELS = ("practice", "cluster", "municipality", "region", "nation")
 FIGURES = ("patients", "ddd", "ddd_sq", "persons")
 
 
-def family_months(gp: ir.Table, sel: str, dim: str | None = None) -> ir.Table:
-    """GP-attributed month sums per person, practice and selection (``sel``: ``gid`` or
-    ``did``), and per value of ``dim`` when given (a property of the product: ``depot``,
-    ``addictive``, ``pack_size``, ``product``) as text in ``value``."""
-    keys = {"pk": gp.pk, "px": gp.px, "gid": gp.gid, "sid": gp[sel], "month": gp.month}
-    if dim is not None:
-        value = gp[dim]
-        # flags as Python writes them ("True"/"False"), as a page labels the engine's values
-        keys["value"] = (ibis.ifelse(value, "True", "False") if value.type().is_boolean()
-                         else value.cast("string"))
-    return gp.group_by(**keys).aggregate(ddd=gp.ddd.sum())
-
-
 def period_nets(months: ir.Table, period_months: ir.Table, multi: ir.Table) -> ir.Table:
     """Each month's sums given to every period it lies in and summed: one row per person,
     practice, selection (and value) and period, with ``net`` and ``multi``."""
@@ -55,6 +42,69 @@ def period_nets(months: ir.Table, period_months: ir.Table, multi: ir.Table) -> i
     nets = joined.group_by([*keys, "pid"]).aggregate(net=joined.ddd.sum())
     flagged = nets.left_join(multi, ["pk", "gid"]).drop("pk_right", "gid_right")
     return flagged.mutate(multi=flagged.multi.fill_null(False))
+
+
+def _labels(gp: ir.Table, sel: str, dim: str | None) -> dict[str, ir.Value]:
+    """A family's labels of each redemption: ``sid`` (its ``sel`` code) and, with ``dim``, the
+    property's ``value`` as text (flags as Python writes them, "True"/"False", as a page labels
+    the engine's values)."""
+    labels: dict[str, ir.Value] = {"sid": gp[sel]}
+    if dim is not None:
+        value = gp[dim]
+        labels["value"] = (ibis.ifelse(value, "True", "False") if value.type().is_boolean()
+                           else value.cast("string"))
+    return labels
+
+
+def family_months(gp: ir.Table, sel: str, dim: str | None = None) -> ir.Table:
+    """GP-attributed month sums per person, practice and selection (``sel``: ``gid`` or
+    ``did``), and per value of ``dim`` when given (a property of the product: ``depot``,
+    ``addictive``, ``pack_size``, ``product``) as text in ``value``."""
+    keys = {"pk": gp.pk, "px": gp.px, "gid": gp.gid, **_labels(gp, sel, dim), "month": gp.month}
+    return gp.group_by(**keys).aggregate(ddd=gp.ddd.sum())
+
+
+def single_labels(gp: ir.Table, parent: str, sel: str, dim: str | None) -> ir.Table:
+    """``(pk, px, gid, psid, sid, [value], single)``: per person, practice and parent selection
+    (``parent``: its code column), the child family's labels when every redemption has the same
+    (``single``), else ``single`` false. Most persons get one drug of a group, one pack size of
+    a drug, at a practice: their child nets are their parent nets, relabelled (no new
+    expansion to periods)."""
+    labels = _labels(gp, sel, dim)
+    rows = gp.select(pk=gp.pk, px=gp.px, gid=gp.gid, psid=gp[parent], **labels)
+    label = rows.value if dim is not None else rows.sid
+    # a null is a label of its own (nunique skips it)
+    kinds = label.nunique() + label.isnull().cast("int64").max()
+    found = rows.group_by("pk", "px", "gid", "psid").aggregate(
+        kinds=kinds, **{name: rows[name].max() for name in labels})
+    return found.mutate(single=found.kinds == 1).drop("kinds")
+
+
+def relabelled(parent: ir.Table, labels: ir.Table) -> ir.Table:
+    """The child nets of the persons with one label under a parent selection
+    (:func:`single_labels`): the ``parent``'s rows (:func:`period_nets`, with or without cells)
+    with the child's ``sid`` (and ``value``)."""
+    single = labels.filter(labels.single).drop("single", "gid").rename(child="sid")
+    taken = parent.join(single.rename(sid="psid"), ["pk", "px", "sid"])
+    return taken.mutate(sid=taken.child).drop("child")
+
+
+def fresh_nets(gp: ir.Table, labels: ir.Table, parent_sel: str, sel: str, dim: str | None,
+               period_months: ir.Table, multi: ir.Table) -> ir.Table:
+    """The child nets (:func:`period_nets`) of the persons with several labels under a parent
+    selection: only their months are expanded to periods again."""
+    mixed = labels.filter(~labels.single).select("pk", "px", "psid")
+    rows = gp.semi_join(mixed, [gp.pk == mixed.pk, gp.px == mixed.px,
+                                gp[parent_sel] == mixed.psid])
+    return period_nets(family_months(rows, sel, dim), period_months, multi)
+
+
+def split_nets(parent: ir.Table, fresh: ir.Table, labels: ir.Table) -> ir.Table:
+    """A child family's nets (the drugs of a group, the parts of a selection by a property) from
+    its ``parent``'s: the persons with one label under a parent selection take the parent's
+    rows relabelled (:func:`relabelled`), the others' are ``fresh`` (:func:`fresh_nets`, with
+    the parent's columns). Each person's net is a sum of the same redemptions either way."""
+    return ibis.union(relabelled(parent, labels).select(*fresh.columns), fresh)
 
 
 def multi_persons(gp: ir.Table) -> ir.Table:

@@ -19,6 +19,9 @@ Persons get a small integer key here (``pk``), which never leaves the build.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 import ibis
 import ibis.expr.types as ir
 
@@ -29,6 +32,7 @@ from workbench.engine.persons import age_on, with_age_group
 from workbench.engine.query import CONTINUED, MONTHS_3_TO_12, OVER_1_YEAR, STARTED, UNDER_3_MONTHS
 
 CELL = ("sex", "age_group", "consumption_group", "started")
+CONSUMPTION_GROUPS = (UNDER_3_MONTHS, MONTHS_3_TO_12, OVER_1_YEAR)
 
 
 def person_keys(facts: ir.Table) -> ir.Table:
@@ -112,3 +116,31 @@ def person_periods(firsts: ir.Table, windows: ir.Table, persons: ir.Table,
                            (rows.code % 2 == 0, STARTED), else_=CONTINUED),
     )
     return with_age_group(rows, definitions).drop("age")
+
+
+def cell_codes(sexes: Sequence[str | None], definitions: Definitions) -> ir.Table:
+    """``(cell, sex, age_group, consumption_group, started)``: every cell a person can be in
+    (``sexes``: those of the persons register), numbered. The nets, sums and levels of every
+    person carry the number, not four texts: a national build groups and writes hundreds of
+    millions of them; the answers get the texts back at the end (:func:`decoded`)."""
+    ages = [band.id for band in definitions.age_bands]
+    combos = list(itertools.product(
+        dict.fromkeys([*sexes, None]), dict.fromkeys([*ages, None]), CONSUMPTION_GROUPS,
+        (STARTED, CONTINUED, None)))
+    columns = {name: [combo[i] for combo in combos] for i, name in enumerate(CELL)}
+    return ibis.memtable({"cell": list(range(len(combos))), **columns}, schema=ibis.schema(
+        {"cell": "int32", **{name: "string" for name in CELL}}))
+
+
+def coded_cells(person_periods: ir.Table, codes: ir.Table) -> ir.Table:
+    """``(pk, gid, pid, cell)``: :func:`person_periods` with each cell's number
+    (:func:`cell_codes`; a missing sex or age group is a cell of its own)."""
+    joined = person_periods.join(codes, [person_periods[c].identical_to(codes[c]) for c in CELL])
+    return joined.select("pk", "gid", "pid", "cell")
+
+
+def decoded(table: ir.Table, codes: ir.Table) -> ir.Table:
+    """``table`` with its ``cell`` number given back as the four texts, in its place."""
+    joined = table.join(codes, "cell")
+    columns = [name for c in table.columns for name in (CELL if c == "cell" else (c,))]
+    return joined.select(*columns)
