@@ -142,12 +142,14 @@ def level_sums(sums: ir.Table, rows: ir.Table, units: ir.Table, keys: Sequence[s
     single-practice persons' practice sums added up, and the ``multi`` persons' nets summed
     again at the unit and counted."""
     grain = ["unit_id", *keys]
-    single = sums.filter(~sums.multi).join(units, "px")
-    added = single.group_by(grain).aggregate(**{f: single[f].sum() for f in FIGURES})
+    single = sums.filter(~sums.multi).join(units, "px").select(*grain, *FIGURES)
     multi = rows.filter(rows.multi).join(units, "px")
     renetted = multi.group_by(["pk", *grain]).aggregate(net=multi.net.sum())
-    counted = renetted.group_by(grain).aggregate(**_figures(renetted, renetted.net))
-    both = ibis.union(added, counted.select(*added.columns))
+    # each multi person's own figures beside the practices' sums: one sum over both
+    net = renetted.net
+    own = renetted.select(*grain, patients=(net.round(NET_DECIMALS) > 0).cast("int64"),
+                          ddd=net, ddd_sq=net * net, persons=ibis.literal(1, "int64"))
+    both = ibis.union(single, own)
     return both.group_by(grain).aggregate(**{f: both[f].sum() for f in FIGURES})
 
 
