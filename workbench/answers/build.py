@@ -165,7 +165,8 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
             # the levels read the few persons seen at several practices, not every net again
             many = family_multi[sel] = keep(rows, f"scratch_multi_{sel}",
                                             nets.filter(nets.multi))
-            cell_parts.append(_levels(sums, many, practices, cell_keys))
+            cell_parts.append(_levels(sums, many, practices, cell_keys, put, rows,
+                                      f"cells_{sel}"))
     with progress.phase("cells of every level") as rows:
         cells = keep(rows, "cells", _labelled(P.decoded(ibis.union(*cell_parts), codes),
                                               ptable, selections, units))
@@ -184,7 +185,7 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
             sums = keep(rows, f"scratch_part_sums_{sel}_{dim}", C.practice_sums(nets, part_keys))
             nets = keep(rows, f"scratch_part_multi_{sel}_{dim}", C.split_nets(
                 family_multi[sel].drop("cell"), fresh.filter(fresh.multi), labels))
-            levels = _levels(sums, nets, practices, part_keys)
+            levels = _levels(sums, nets, practices, part_keys, put, rows, f"parts_{sel}_{dim}")
             part_tables.append(levels.mutate(dim=ibis.literal(dim)))
     with progress.phase("parts of every level") as rows:
         parts = keep(rows, "parts", _labelled(ibis.union(*part_tables), ptable, selections, units))
@@ -207,11 +208,10 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
 
 
 
-def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str]
-            ) -> ir.Table:
-    """Every level's figures, as one expression: they are summed from the practice ``sums``
-    and the ``multi`` persons' ``nets`` as the answers are written (written apart first,
-    they were written twice)."""
+def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str], put: Put,
+            rows: list[int], name: str) -> ir.Table:
+    """Every level's figures, each materialised (one query a level): as one expression, the
+    five levels' aggregations and the final sort ran out of DuckDB's memory on a region."""
     found = []
     for level in C.LEVELS:
         units = unit_codes(practices, level)
@@ -219,7 +219,9 @@ def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str]
             expr = C.practice_level(sums, units, keys)
         else:
             expr = C.level_sums(sums, nets, units, keys)
-        found.append(expr.mutate(level=ibis.literal(level)))
+        table = put(f"scratch_{name}_{level}", expr.mutate(level=ibis.literal(level)))
+        rows.append(int(table.count().to_pyarrow().as_py()))
+        found.append(table)
     return ibis.union(*found)
 
 
