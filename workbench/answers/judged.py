@@ -55,7 +55,7 @@ def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir
             .column(0).to_pylist()]
     shown = offered(held, first)
     with progress.phase("risks") as rows:
-        parts = _risks(reg, definitions, answers, shown) if shown else []
+        parts = _risks(reg, definitions, answers, shown, put) if shown else []
         parts = [p for p in parts if not p.empty]
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
             {name: pd.Series(dtype=object if kind == "string" else kind)
@@ -94,7 +94,7 @@ def cohort_periods(periods: list, last_day: dt.date) -> list:
 
 
 def _risks(reg: Registers, definitions: Definitions, answers: dict[str, ir.Table],
-           shown: list) -> list[pd.DataFrame]:
+           shown: list, put: Put) -> list[pd.DataFrame]:
     """Every risk of every unit of the risk levels, each practice's and cluster's placed in the
     funnel of its level (patients per 1,000 listed, per period and risk)."""
     selections = answers["selections"].filter(answers["selections"].kind == "drug")
@@ -104,7 +104,7 @@ def _risks(reg: Registers, definitions: Definitions, answers: dict[str, ir.Table
         "pk", "birth_date")
     tables = [risk_table(reg, definitions, rid, answers["scratch_facts"], drugs,
                          answers["scratch_practices"], persons, answers["listed"], shown,
-                         answers["periods"], answers["scratch_period_months"]).to_pyarrow()
+                         answers["periods"], answers["scratch_period_months"], put).to_pyarrow()
               .to_pandas() for rid in definitions.risks]
     table = pd.concat(tables, ignore_index=True)
     with np.errstate(divide="ignore", invalid="ignore"):

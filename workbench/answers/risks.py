@@ -25,7 +25,7 @@ risk_measures` on the raw tables.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ibis
 import ibis.expr.types as ir
@@ -46,6 +46,7 @@ from workbench.engine.persons import age_on
 from workbench.engine.registers import Registers
 
 LEVELS = ("practice", "cluster", "nation")
+Put = Callable[[str, ir.Table], ir.Table]
 
 
 def drug_classes(definitions: Definitions, drugs: Sequence[tuple[int, str]],
@@ -217,9 +218,12 @@ def unit_counts(nets: ir.Table, flags: ir.Table, practices: ir.Table, level: str
 def risk_table(reg: Registers, definitions: Definitions, risk_id: str, facts: ir.Table,
                drugs: Sequence[tuple[int, str]], practices: ir.Table, persons: ir.Table,
                listed: ir.Table, shown: Sequence[Period], period_codes: ir.Table,
-               period_months: ir.Table) -> ir.Table:
+               period_months: ir.Table, put: Put) -> ir.Table:
     """``(level, unit_id, period, risk, patients, population, listed)`` of one risk for every
-    unit of :data:`LEVELS` and every period of ``shown`` (zeros included)."""
+    unit of :data:`LEVELS` and every period of ``shown`` (zeros included). What every level
+    reads — the population's nets, the flags, the starts — is materialised through ``put``
+    once: as one expression each level's counts worked them out again (a risk took four times
+    its flags' and nets' time)."""
     risk = definitions.risks[risk_id]
     selected = _selected(facts, drug_classes(definitions, drugs, risk.classes))
     labels = [p.label for p in shown]
@@ -228,10 +232,10 @@ def risk_table(reg: Registers, definitions: Definitions, risk_id: str, facts: ir
     parts = []
     if isinstance(risk, LargeStart):
         starts = start_practices(selected, start_days(selected, ptable))
-        starts = starts.join(codes.select("pid", "period"), "period")
+        starts = put("scratch_risk_starts", starts.join(codes.select("pid", "period"), "period"))
         big = starts.filter(starts.start_ddd.round(NET_DECIMALS) >= risk.min_start_ddd)
-        flags = big.select(pk="person_id", pid="pid").distinct().mutate(
-            flag=ibis.literal(True))
+        flags = put("scratch_risk_flags", big.select(pk="person_id", pid="pid").distinct()
+                    .mutate(flag=ibis.literal(True)))
         for level in LEVELS:
             units = unit_codes(practices, level).rename(practice_id="px")
             mapped = starts.join(units, "practice_id")
@@ -242,8 +246,8 @@ def risk_table(reg: Registers, definitions: Definitions, risk_id: str, facts: ir
                 patients=withflag.flag.fill_null(False).sum().cast("int64"))
             parts.append((level, counts))
     else:
-        nets = population_nets(selected, period_months.filter(
-            period_months.pid.isin(codes.select("pid").to_pyarrow().column(0).to_pylist())))
+        nets = put("scratch_risk_nets", population_nets(selected, period_months.filter(
+            period_months.pid.isin(codes.select("pid").to_pyarrow().column(0).to_pylist()))))
         if isinstance(risk, AgeOnClass):
             ages = nets.select("pk", "pid").distinct().join(persons, "pk").join(
                 codes.select("pid", "period_start"), "pid")
@@ -259,9 +263,10 @@ def risk_table(reg: Registers, definitions: Definitions, risk_id: str, facts: ir
                 assert found is not None
                 flags = found.join(codes.select("pid", "period"), "period").select(
                     "pk", "pid", flag=ibis.literal(True))
+        flags = put("scratch_risk_flags", flags)
         for level in LEVELS:
             parts.append((level, unit_counts(nets, flags, practices, level, codes)))
-    denominators = _listed(reg, risk, listed, practices, codes)
+    denominators = put("scratch_risk_listed", _listed(reg, risk, listed, practices, codes))
     out = []
     for level, counts in parts:
         frame = unit_codes(practices, level).select("unit_id").distinct().cross_join(
