@@ -265,7 +265,7 @@ def test_a_build_killed_midway_leaves_the_previous_store(pages_dataset: Dataset,
         text=True)
     assert child.stdout is not None
     for line in child.stdout:  # killed once it is well into the build
-        if "cells of groups" in line:
+        if "answers: cells" in line:
             break
     time.sleep(1)
     child.kill()

@@ -181,3 +181,40 @@ def test_a_month_delivered_twice_is_quarantined_and_changes_nothing(refreshed,
     assert "answers: the deliveries changed no answer; the store is kept" in said
     assert str(built).startswith("answers: kept (nothing changed)")
     assert _rows(copy, "cells") == _rows(monthly, "cells")
+
+
+@pytest.fixture(scope="module")
+def chunked(refreshed, tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, list[str]]:
+    """The whole register's store built again a few persons and practices at a time."""
+    import shutil
+
+    _, at_once, _ = refreshed
+    copy = Dataset.at(tmp_path_factory.mktemp("chunked") / "data")
+    shutil.copytree(at_once.root, copy.root)
+    said: list[str] = []
+    build_store(copy, force=True, progress=Progress(say=said.append), chunk_rows=60)
+    return copy, said
+
+
+def test_a_build_in_shares_says_so(chunked) -> None:
+    _, said = chunked
+    shares = [line for line in said if line.startswith("answers: cells, share")
+              and "done" in line]
+    assert len(shares) == 3  # three practices: each its own share
+    assert any(line.startswith("answers: persons done") for line in said)
+
+
+@pytest.mark.parametrize("table", [*ANSWER_TABLES, "periods", "selections", "units"])
+def test_a_build_in_shares_equals_one_built_whole(refreshed, chunked, table: str) -> None:
+    _, at_once, _ = refreshed
+    copy, _ = chunked
+    assert _rows(copy, table) == _rows(at_once, table)
+
+
+@pytest.mark.parametrize("table", ["cells", "parts"])
+def test_a_build_in_shares_writes_the_store_in_order(chunked, table: str) -> None:
+    copy, _ = chunked
+    with duckdb.connect(str(copy.answers), read_only=True) as con:
+        keys = con.execute(f"SELECT level, sel, period, unit_id FROM {table} "
+                           "ORDER BY rowid").fetchall()
+    assert len(keys) > 1000 and keys == sorted(keys)

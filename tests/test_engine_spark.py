@@ -416,7 +416,7 @@ def test_the_answer_store_built_on_spark_equals_duckdbs(rich: Pair) -> None:
         def insert(table: str, expr: ibis.Table, con: Any = con, prefix: str = name) -> None:
             con.insert(f"{prefix}_{table}", expr)
 
-        answers = build_answers(session.registers, session.definitions, put, quiet)
+        answers = build_answers(session.registers, session.definitions, put, quiet, insert)
         answers["units"] = con.table(f"{name}_units")
         answers.update(build_judged(session.registers, session.definitions, answers, put,
                                     insert, quiet))

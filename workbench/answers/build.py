@@ -3,7 +3,10 @@
 :func:`build_answers` takes the register (on any Ibis backend) and returns the answer tables as
 Ibis expressions materialised one phase at a time through ``put`` (the caller decides where: a
 DuckDB file, a Spark catalogue). Every phase is one query over all units: nothing loops over
-units, pages or periods. The phases, in order:
+units, pages or periods. The person-level phases take a share of the persons (or of the
+practices, for the nets) at a time when the register is larger than a region: a share's
+person × period rows fit in memory, the whole nation's spill (``chunk_rows``). The phases, in
+order:
 
 1. **codes** — periods, selections, practices and persons as small integers (:mod:`.codes`);
 2. **persons** — every person's cell per group and period: sex, age group, consumption group,
@@ -49,6 +52,10 @@ from workbench.engine.periods import Period
 from workbench.engine.registers import Registers
 
 Put = Callable[[str, ir.Table], ir.Table]
+Insert = Callable[[str, ir.Table], None]
+# The redemptions a share of the person-level steps holds (see _chunks): the demo region's
+# 5.2 M build in one share within the build's 5 GB.
+CHUNK_ROWS = 6_000_000
 # The parts of a selection by a property of the product: (selection code column, property).
 # A drug's addictive flag is its own (an ATC property), so only groups are split by it; a
 # product is one drug's, so products are listed under their drug.
@@ -101,11 +108,13 @@ def _as_date(value: object) -> dt.date:
 
 
 def build_answers(reg: Registers, definitions: Definitions, put: Put,
-                  progress: Progress | None = None,
-                  periods: tuple[Period, ...] | None = None) -> dict[str, ir.Table]:
+                  progress: Progress | None = None, insert: Insert | None = None,
+                  periods: tuple[Period, ...] | None = None,
+                  chunk_rows: int = CHUNK_ROWS) -> dict[str, ir.Table]:
     """Every answer table, materialised through ``put(name, expression)`` (which returns the
     stored table). Intermediate tables are named ``scratch_*``; the answers are ``cells``,
-    ``parts``, ``listed``, ``periods`` and ``selections``."""
+    ``parts``, ``listed``, ``periods`` and ``selections``. The person-level steps take a share
+    of the persons (practices) of about ``chunk_rows`` redemptions at a time."""
     progress = progress or Progress(say=lambda _: None)
     if periods is None:
         periods = store_periods(*data_span(reg))
@@ -133,62 +142,75 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
         coded = keep(rows, "scratch_facts", P.coded_facts(
             facts, keys, practices, sels.group_table(), sels.drug_table()))
 
+    total = int(coded.count().to_pyarrow().as_py())
     with progress.phase("persons") as rows:
-        days = keep(rows, "scratch_days", P.day_codes(coded))
-        months = keep(rows, "scratch_group_months", P.group_months(coded, days))
         ends = [month_index(p.end_exclusive) - 1 for p in periods]
-        windows = keep(rows, "scratch_windows", P.window_sums(months, lookback_codes(ends)))
-        firsts = P.first_days(months, pmonths)
+        lookback = lookback_codes(ends)
         persons = reg.persons.join(keys, "person_id").select("pk", "sex", "birth_date")
         sexes = reg.persons.select("sex").distinct().to_pyarrow().column(0).to_pylist()
         codes = keep(rows, "scratch_cell_codes", P.cell_codes(sexes, definitions))
-        person_periods = keep(rows, "scratch_person_periods", P.coded_cells(P.person_periods(
-            firsts, windows, persons, ptable, definitions), codes))
+        people = int(keys.count().to_pyarrow().as_py())
+        found = []
+        for i, (lo, hi) in enumerate(_even_ranges(people, _chunks(total, chunk_rows))):
+            mine = coded.filter(coded.pk.between(lo, hi))
+            days = put("scratch_days", P.day_codes(mine))
+            months = put("scratch_group_months", P.group_months(mine, days))
+            windows = put("scratch_windows", P.window_sums(months, lookback))
+            firsts = P.first_days(months, pmonths)
+            found.append(keep(rows, f"scratch_person_periods_{i}", P.coded_cells(
+                P.person_periods(firsts, windows, persons, ptable, definitions), codes)))
+        person_periods = ibis.union(*found)
         gp = keep(rows, "scratch_gp", coded.filter(coded.px.notnull()))
         multi = keep(rows, "scratch_multi", C.multi_persons(gp))
 
+    # every person's nets at a practice, a share of the practices at a time (see _chunks)
     cell_keys = ["sid", "pid", "cell"]
-    cell_parts = []
-    family_nets, family_multi = {}, {}
-    for sel in ("gid", "did"):
-        with progress.phase(f"cells of {'groups' if sel == 'gid' else 'drugs'}") as rows:
-            if sel == "gid":
-                nets = C.with_cells(C.period_nets(C.family_months(gp, sel), pmonths, multi),
-                                    person_periods)
-            else:  # a group's nets split by drug
-                labels = C.single_labels(gp, "gid", "did", None)
-                fresh = C.with_cells(C.fresh_nets(gp, labels, "gid", "did", None, pmonths,
-                                                  multi), person_periods)
-                nets = C.split_nets(family_nets["gid"], fresh, labels)
-            nets = family_nets[sel] = keep(rows, f"scratch_nets_{sel}", nets)
-            sums = keep(rows, f"scratch_sums_{sel}", C.practice_sums(nets, cell_keys))
-            # the levels read the few persons seen at several practices, not every net again
-            many = family_multi[sel] = keep(rows, f"scratch_multi_{sel}",
-                                            nets.filter(nets.multi))
-            cell_parts.append(_levels(sums, many, practices, cell_keys, put, rows,
-                                      f"cells_{sel}"))
-    with progress.phase("cells of every level") as rows:
-        cells = keep(rows, "cells", _labelled(P.decoded(ibis.union(*cell_parts), codes),
-                                              ptable, selections, units))
-
     part_keys = ["sid", "pid", "value"]
-    part_tables = []
-    for sel, dim in PARTS:
-        with progress.phase(f"parts by {dim} of {'groups' if sel == 'gid' else 'drugs'}") as rows:
-            labels = keep(rows, f"scratch_part_labels_{sel}_{dim}",
-                          C.single_labels(gp, sel, sel, dim))
-            fresh = keep(rows, f"scratch_part_fresh_{sel}_{dim}",
-                         C.fresh_nets(gp, labels, sel, sel, dim, pmonths, multi))
-            # the persons' nets are as many as the parent's: summed as they are made, and only
-            # the few seen at several practices kept (the levels net them again)
-            nets = C.split_nets(family_nets[sel].drop("cell"), fresh, labels)
-            sums = keep(rows, f"scratch_part_sums_{sel}_{dim}", C.practice_sums(nets, part_keys))
-            nets = keep(rows, f"scratch_part_multi_{sel}_{dim}", C.split_nets(
-                family_multi[sel].drop("cell"), fresh.filter(fresh.multi), labels))
-            levels = _levels(sums, nets, practices, part_keys, put, rows, f"parts_{sel}_{dim}")
-            part_tables.append(levels.mutate(dim=ibis.literal(dim)))
+    sums: dict[str, list[ir.Table]] = {}
+    many: dict[str, list[ir.Table]] = {}
+    chunks = _practice_ranges(gp, _chunks(total, chunk_rows))
+    for i, (lo, hi) in enumerate(chunks):
+        where = f", share {i + 1} of {len(chunks)}" if len(chunks) > 1 else ""
+        mine = gp.filter(gp.px.between(lo, hi))
+        with progress.phase(f"cells{where}") as rows:
+            family_nets, family_multi = _cell_nets(mine, pmonths, multi, person_periods, put)
+            for sel, nets in family_nets.items():
+                sums.setdefault(sel, []).append(keep(
+                    rows, f"scratch_sums_{sel}_{i}", C.practice_sums(nets, cell_keys)))
+                # the levels read the few persons seen at several practices, not every net
+                many.setdefault(sel, []).append(keep(
+                    rows, f"scratch_multi_{sel}_{i}", family_multi[sel]))
+        with progress.phase(f"parts{where}") as rows:
+            for sel, dim in PARTS:
+                name = f"{sel}_{dim}"
+                labels = put("scratch_part_labels", C.single_labels(mine, sel, sel, dim))
+                fresh = put("scratch_part_fresh",
+                            C.fresh_nets(mine, labels, sel, sel, dim, pmonths, multi))
+                # the persons' nets are as many as the parent's: summed as they are made, and
+                # only the few seen at several practices kept (the levels net them again)
+                nets = C.split_nets(family_nets[sel].drop("cell"), fresh, labels)
+                sums.setdefault(name, []).append(keep(
+                    rows, f"scratch_part_sums_{name}_{i}", C.practice_sums(nets, part_keys)))
+                many.setdefault(name, []).append(keep(
+                    rows, f"scratch_part_multi_{name}_{i}", C.split_nets(
+                        family_multi[sel].drop("cell"), fresh.filter(fresh.multi), labels)))
+    order = _sorted_selections(selections)
+    sort_rows = SORT_SHARE * chunk_rows
+    with progress.phase("cells of every level") as rows:
+        levels = [_levels(ibis.union(*sums[sel]), ibis.union(*many[sel]), practices,
+                          cell_keys, put, rows, f"cells_{sel}") for sel in ("gid", "did")]
+        cells = _write_sorted("cells", _joined(levels), order, put, insert, rows, lambda t: (
+            _labelled(P.decoded(t, codes), ptable, selections, units)), sort_rows)
     with progress.phase("parts of every level") as rows:
-        parts = keep(rows, "parts", _labelled(ibis.union(*part_tables), ptable, selections, units))
+        part_levels = []
+        for sel, dim in PARTS:
+            name = f"{sel}_{dim}"
+            levels = _levels(ibis.union(*sums[name]), ibis.union(*many[name]), practices,
+                             part_keys, put, rows, f"parts_{name}")
+            part_levels.append({level: (t.mutate(dim=ibis.literal(dim)), n)
+                                for level, (t, n) in levels.items()})
+        parts = _write_sorted("parts", _joined(part_levels), order, put, insert, rows,
+                              lambda t: _labelled(t, ptable, selections, units), sort_rows)
 
     with progress.phase("listed persons") as rows:
         first = min(month_index(p.start) for p in periods)
@@ -208,11 +230,104 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
 
 
 
+def _cell_nets(gp: ir.Table, pmonths: ir.Table, multi: ir.Table, person_periods: ir.Table,
+               put: Put) -> tuple[dict[str, ir.Table], dict[str, ir.Table]]:
+    """The nets with cells of groups (``gid``) and drugs (``did``) of the redemptions ``gp``
+    (:mod:`.cells`), and those of the persons seen at several practices."""
+    nets = put("scratch_nets_gid", C.with_cells(
+        C.period_nets(C.family_months(gp, "gid"), pmonths, multi), person_periods))
+    # a group's nets split by drug
+    labels = C.single_labels(gp, "gid", "did", None)
+    fresh = C.with_cells(C.fresh_nets(gp, labels, "gid", "did", None, pmonths, multi),
+                         person_periods)
+    drugs = put("scratch_nets_did", C.split_nets(nets, fresh, labels))
+    family = {"gid": nets, "did": drugs}
+    return family, {sel: put(f"scratch_many_{sel}", t.filter(t.multi))
+                    for sel, t in family.items()}
+
+
+def _chunks(rows: int, chunk_rows: int) -> int:
+    """How many shares of the persons (or the practices) the person-level steps take at a
+    time: each step holds every person × period of its share, and past a region's size a
+    national share no longer fits DuckDB's memory and spills (the nation's persons and cells
+    took three times their share of a region's time)."""
+    return max(1, -(-rows // max(1, chunk_rows)))
+
+
+def _even_ranges(count: int, n: int) -> list[tuple[int, int]]:
+    """``n`` ranges of ``0 … count`` (inclusive bounds; the person codes run from 0)."""
+    step = -(-max(count, 1) // n)
+    return [(lo, lo + step - 1) for lo in range(0, max(count, 1), step)]
+
+
+def _practice_ranges(gp: ir.Table, n: int) -> list[tuple[int, int]]:
+    """Ranges of practice codes of about equal redemptions, ``n`` at most (a practice is in
+    one, so its sums are whole in it)."""
+    if n == 1:
+        return [(0, 2**31 - 1)]
+    counts = gp.group_by("px").aggregate(rows=gp.count()).order_by("px").to_pyarrow()
+    px, rows = counts.column("px").to_pylist(), counts.column("rows").to_pylist()
+    target = sum(rows) / n
+    found, lo, seen = [], px[0], 0
+    for code, size in zip(px, rows, strict=True):
+        seen += size
+        if seen >= target * (len(found) + 1) or code == px[-1]:
+            found.append((lo, code))
+            lo = code + 1
+        if code == px[-1] or len(found) == n - 1:
+            break
+    if found[-1][1] != px[-1]:
+        found.append((lo, px[-1]))
+    return found
+
+
+Levels = dict[str, tuple[ir.Table, int]]
+SORT_SHARE = 3  # rows of the store's cells or parts sorted in one statement, per chunk row
+
+
+def _sorted_selections(selections: ir.Table) -> list[int]:
+    """The selection codes in the order of their labels (the store's order)."""
+    table = selections.select("sid", "sel").to_pyarrow().to_pylist()
+    return [row["sid"] for row in sorted(table, key=lambda row: row["sel"])]
+
+
+def _joined(families: list[Levels]) -> Levels:
+    """Each level's tables of several families as one, with their rows."""
+    return {level: (ibis.union(*(f[level][0] for f in families)),
+                    sum(f[level][1] for f in families)) for level in families[0]}
+
+
+def _write_sorted(name: str, levels: Levels, order: list[int], put: Put, insert: Insert | None,
+                  rows: list[int], labelled: Callable[[ir.Table], ir.Table],
+                  sort_rows: int) -> ir.Table:
+    """``name``: the levels' rows labelled and in the store's order (level, selection,
+    period, unit), written a level and a run of selections at a time in that order. Sorted as
+    one, the nation's 270 million cells ran out of the build's memory; in pieces each sort is
+    of about ``sort_rows`` rows at most, and the pieces are appended in order. Without
+    ``insert`` (a backend without appends) it is one statement."""
+    if insert is None:
+        return put(name, labelled(ibis.union(*(t for t, _ in levels.values()))))
+    table = None
+    for level in sorted(levels):
+        part, count = levels[level]
+        runs = max(1, min(len(order), -(-count // max(1, sort_rows))))
+        step = -(-len(order) // runs)
+        for first in range(0, len(order), step):
+            piece = labelled(part.filter(part.sid.isin(order[first:first + step])))
+            if table is None:
+                table = put(name, piece)
+            else:
+                insert(name, piece)
+    assert table is not None
+    rows.append(int(table.count().to_pyarrow().as_py()))
+    return table
+
+
 def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str], put: Put,
-            rows: list[int], name: str) -> ir.Table:
+            rows: list[int], name: str) -> Levels:
     """Every level's figures, each materialised (one query a level): as one expression, the
     five levels' aggregations and the final sort ran out of DuckDB's memory on a region."""
-    found = []
+    found = {}
     for level in C.LEVELS:
         units = unit_codes(practices, level)
         if level == "practice":
@@ -220,9 +335,10 @@ def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str]
         else:
             expr = C.level_sums(sums, nets, units, keys)
         table = put(f"scratch_{name}_{level}", expr.mutate(level=ibis.literal(level)))
-        rows.append(int(table.count().to_pyarrow().as_py()))
-        found.append(table)
-    return ibis.union(*found)
+        count = int(table.count().to_pyarrow().as_py())
+        rows.append(count)
+        found[level] = (table, count)
+    return found
 
 
 def _labelled(table: ir.Table, periods: ir.Table, selections: ir.Table, units: ir.Table

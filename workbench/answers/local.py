@@ -25,7 +25,7 @@ import duckdb
 import ibis
 import ibis.expr.types as ir
 
-from workbench.answers.build import Phase, Progress, build_answers, data_span
+from workbench.answers.build import CHUNK_ROWS, Phase, Progress, build_answers, data_span
 from workbench.answers.codes import period_codes
 from workbench.answers.judged import build_judged
 from workbench.answers.periods import store_periods
@@ -150,7 +150,8 @@ class StoreReport:
 
 def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | None = None,
                 memory_limit: str = BUILD_MEMORY_LIMIT,
-                definitions: Definitions | None = None) -> StoreReport:
+                definitions: Definitions | None = None,
+                chunk_rows: int = CHUNK_ROWS) -> StoreReport:
     """Build the dataset's store unless a current one is there (``force``: build anyway). A
     store of the same register before a delivery (``workbench data load --append``) is
     refreshed: only the periods the delivery can change are built again."""
@@ -189,10 +190,11 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
                                         "products", "redemptions")})
         first, last = data_span(reg)
         if since is None:
-            _build(con, reg, definitions, progress, FRESH_NONE, None)
+            _build(con, reg, definitions, progress, FRESH_NONE, None, chunk_rows=chunk_rows)
         elif periods := refreshed_periods(store_periods(first, last), since):
             cohorts = followed_into(store_periods(first, last), since)
-            _build(con, reg, definitions, progress, FRESH, periods, cohorts)
+            _build(con, reg, definitions, progress, FRESH, periods, cohorts,
+                   chunk_rows=chunk_rows)
             _merge(con, store_periods(first, last), cohorts, progress)
         con.raw_sql(f"DETACH {SCRATCH_ALIAS}")
         scratch.unlink(missing_ok=True)
@@ -224,7 +226,8 @@ FRESH_NONE = ""
 
 def _build(con: ibis.BaseBackend, reg: Registers, definitions: Definitions,
            progress: Progress, prefix: str, periods: tuple[Period, ...] | None,
-           cohorts: tuple[Period, ...] | None = None) -> dict[str, ir.Table]:
+           cohorts: tuple[Period, ...] | None = None, *, chunk_rows: int = CHUNK_ROWS
+           ) -> dict[str, ir.Table]:
     """Every answer through ``put``: into the store, or (``prefix``) into the scratch file."""
 
     def where(name: str) -> tuple[str, str] | None:
@@ -236,9 +239,11 @@ def _build(con: ibis.BaseBackend, reg: Registers, definitions: Definitions,
         return con.table(target, database=where(name))
 
     def insert(name: str, expr: ir.Table) -> None:
-        con.insert(name, expr, database=where(name))
+        target = name if name.startswith("scratch_") else prefix + name
+        con.insert(target, expr, database=where(name))
 
-    answers = build_answers(reg, definitions, put, progress, periods=periods)
+    answers = build_answers(reg, definitions, put, progress, insert, periods=periods,
+                            chunk_rows=chunk_rows)
     answers["units"] = con.table(prefix + "units", database=where("units"))
     answers.update(build_judged(reg, definitions, answers, put, insert, progress,
                                 None if cohorts is None else list(cohorts)))
