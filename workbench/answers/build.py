@@ -197,7 +197,7 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
     order = _sorted_selections(selections)
     sort_rows = SORT_SHARE * chunk_rows
     with progress.phase("cells of every level") as rows:
-        levels = [_levels(ibis.union(*sums[sel]), ibis.union(*many[sel]), practices,
+        levels = [_levels(sums[sel], ibis.union(*many[sel]), practices,
                           cell_keys, put, rows, f"cells_{sel}") for sel in ("gid", "did")]
         cells = _write_sorted("cells", _joined(levels), order, put, insert, rows, lambda t: (
             _labelled(P.decoded(t, codes), ptable, selections, units)), sort_rows)
@@ -205,7 +205,7 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
         part_levels = []
         for sel, dim in PARTS:
             name = f"{sel}_{dim}"
-            levels = _levels(ibis.union(*sums[name]), ibis.union(*many[name]), practices,
+            levels = _levels(sums[name], ibis.union(*many[name]), practices,
                              part_keys, put, rows, f"parts_{name}")
             part_levels.append({level: (t.mutate(dim=ibis.literal(dim)), n)
                                 for level, (t, n) in levels.items()})
@@ -323,18 +323,24 @@ def _write_sorted(name: str, levels: Levels, order: list[int], put: Put, insert:
     return table
 
 
-def _levels(sums: ir.Table, nets: ir.Table, practices: ir.Table, keys: list[str], put: Put,
-            rows: list[int], name: str) -> Levels:
-    """Every level's figures, each materialised (one query a level): as one expression, the
-    five levels' aggregations and the final sort ran out of DuckDB's memory on a region."""
+def _levels(shares: list[ir.Table], nets: ir.Table, practices: ir.Table, keys: list[str],
+            put: Put, rows: list[int], name: str) -> Levels:
+    """Every level's figures from the practice sums of each share (``shares``) and the nets of
+    the persons seen at several practices, each level materialised (one query a level: as one
+    expression, the five levels' aggregations and the sort ran out of DuckDB's memory on a
+    region). A practice's figures are whole in its share, so the practices are summed a share
+    at a time: as one aggregation the nation's 200 million practice cells ran out of memory."""
     found = {}
+    sums = ibis.union(*shares)
     for level in C.LEVELS:
         units = unit_codes(practices, level)
         if level == "practice":
-            expr = C.practice_level(sums, units, keys)
+            pieces = [put(f"scratch_{name}_{level}_{i}", C.practice_level(share, units, keys)
+                          .mutate(level=ibis.literal(level))) for i, share in enumerate(shares)]
+            table = ibis.union(*pieces)
         else:
-            expr = C.level_sums(sums, nets, units, keys)
-        table = put(f"scratch_{name}_{level}", expr.mutate(level=ibis.literal(level)))
+            table = put(f"scratch_{name}_{level}",
+                        C.level_sums(sums, nets, units, keys).mutate(level=ibis.literal(level)))
         count = int(table.count().to_pyarrow().as_py())
         rows.append(count)
         found[level] = (table, count)
