@@ -194,13 +194,12 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
                 many.setdefault(name, []).append(keep(
                     rows, f"scratch_part_multi_{name}_{i}", C.split_nets(
                         family_multi[sel].drop("cell"), fresh.filter(fresh.multi), labels)))
-    order = _sorted_selections(selections)
-    sort_rows = SORT_SHARE * chunk_rows
+    order = _store_order(selections, ptable)
     with progress.phase("cells of every level") as rows:
         levels = [_levels(sums[sel], ibis.union(*many[sel]), practices,
                           cell_keys, put, rows, f"cells_{sel}") for sel in ("gid", "did")]
         cells = _write_sorted("cells", _joined(levels), order, put, insert, rows, lambda t: (
-            _labelled(P.decoded(t, codes), ptable, selections, units)), sort_rows)
+            _labelled(P.decoded(t, codes), ptable, selections, units)), chunk_rows)
     with progress.phase("parts of every level") as rows:
         part_levels = []
         for sel, dim in PARTS:
@@ -210,7 +209,7 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
             part_levels.append({level: (t.mutate(dim=ibis.literal(dim)), n)
                                 for level, (t, n) in levels.items()})
         parts = _write_sorted("parts", _joined(part_levels), order, put, insert, rows,
-                              lambda t: _labelled(t, ptable, selections, units), sort_rows)
+                              lambda t: _labelled(t, ptable, selections, units), chunk_rows)
 
     with progress.phase("listed persons") as rows:
         first = min(month_index(p.start) for p in periods)
@@ -282,13 +281,49 @@ def _practice_ranges(gp: ir.Table, n: int) -> list[tuple[int, int]]:
 
 
 Levels = dict[str, tuple[ir.Table, int]]
-SORT_SHARE = 3  # rows of the store's cells or parts sorted in one statement, per chunk row
 
 
-def _sorted_selections(selections: ir.Table) -> list[int]:
-    """The selection codes in the order of their labels (the store's order)."""
-    table = selections.select("sid", "sel").to_pyarrow().to_pylist()
-    return [row["sid"] for row in sorted(table, key=lambda row: row["sel"])]
+def _store_order(selections: ir.Table, periods: ir.Table) -> list[tuple[int, int]]:
+    """Every (selection code, period code) in the store's order: by their labels."""
+    sels = sorted(selections.select("sid", "sel").to_pyarrow().to_pylist(),
+                  key=lambda row: row["sel"])
+    pers = sorted(periods.select("pid", "period").to_pyarrow().to_pylist(),
+                  key=lambda row: row["period"])
+    return [(s["sid"], p["pid"]) for s in sels for p in pers]
+
+
+def _runs(counts: dict[tuple[int, int], int], order: list[tuple[int, int]], most: int
+          ) -> list[list[tuple[int, int]]]:
+    """The (selection, period) pairs that have rows, in ``order``, cut into runs of at most
+    ``most`` rows (a pair with more is a run of its own)."""
+    runs: list[list[tuple[int, int]]] = [[]]
+    size = 0
+    for pair in order:
+        n = counts.get(pair, 0)
+        if not n:
+            continue
+        if runs[-1] and size + n > most:
+            runs.append([])
+            size = 0
+        runs[-1].append(pair)
+        size += n
+    return [run for run in runs if run]
+
+
+def _run_filter(table: ir.Table, run: list[tuple[int, int]], pids: dict[int, set[int]]
+                ) -> ir.BooleanValue:
+    """Rows of the run's pairs: whole selections by code, the others' periods listed."""
+    by_sel: dict[int, list[int]] = {}
+    for sid, pid in run:
+        by_sel.setdefault(sid, []).append(pid)
+    whole = [sid for sid, got in by_sel.items() if set(got) >= pids[sid]]
+    conditions = [table.sid.isin(whole)] if whole else []
+    conditions += [(table.sid == sid) & table.pid.isin(got) for sid, got in by_sel.items()
+                   if sid not in whole]
+    found = conditions[0]
+    for condition in conditions[1:]:
+        found = found | condition
+    return found
 
 
 def _joined(families: list[Levels]) -> Levels:
@@ -297,28 +332,35 @@ def _joined(families: list[Levels]) -> Levels:
                     sum(f[level][1] for f in families)) for level in families[0]}
 
 
-def _write_sorted(name: str, levels: Levels, order: list[int], put: Put, insert: Insert | None,
+def _write_sorted(name: str, levels: Levels, order: list[tuple[int, int]], put: Put,
+                  insert: Insert | None,
                   rows: list[int], labelled: Callable[[ir.Table], ir.Table],
                   sort_rows: int) -> ir.Table:
     """``name``: the levels' rows labelled and in the store's order (level, selection,
-    period, unit), written a level and a run of selections at a time in that order. Sorted as
-    one, the nation's 270 million cells ran out of the build's memory; in pieces each sort is
-    of about ``sort_rows`` rows at most, and the pieces are appended in order. Without
+    period, unit), written a level and a run of its (selection, period) pairs at a time in that
+    order. Sorted as one, the nation's 270 million cells ran out of the build's memory, and so
+    did runs of selections cut by their number (a group has many more rows than a drug): each
+    run now holds at most ``sort_rows`` rows (counted first), and the runs are appended in
+    order. Without
     ``insert`` (a backend without appends) it is one statement."""
     if insert is None:
         return put(name, labelled(ibis.union(*(t for t, _ in levels.values()))))
     table = None
     for level in sorted(levels):
-        part, count = levels[level]
-        runs = max(1, min(len(order), -(-count // max(1, sort_rows))))
-        step = -(-len(order) // runs)
-        for first in range(0, len(order), step):
-            piece = labelled(part.filter(part.sid.isin(order[first:first + step])))
+        part, _ = levels[level]
+        sizes = part.group_by("sid", "pid").aggregate(n=part.count()).to_pyarrow().to_pylist()
+        counts = {(r["sid"], r["pid"]): r["n"] for r in sizes}
+        pids: dict[int, set[int]] = {}
+        for sid, pid in counts:
+            pids.setdefault(sid, set()).add(pid)
+        for run in _runs(counts, order, sort_rows):
+            piece = labelled(part.filter(_run_filter(part, run, pids)))
             if table is None:
                 table = put(name, piece)
             else:
                 insert(name, piece)
-    assert table is not None
+    if table is None:  # no rows at all
+        table = put(name, labelled(ibis.union(*(t for t, _ in levels.values()))))
     rows.append(int(table.count().to_pyarrow().as_py()))
     return table
 
