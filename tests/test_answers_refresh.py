@@ -218,3 +218,48 @@ def test_a_build_in_shares_writes_the_store_in_order(chunked, table: str) -> Non
         keys = con.execute(f"SELECT level, sel, period, unit_id FROM {table} "
                            "ORDER BY rowid").fetchall()
     assert len(keys) > 1000 and keys == sorted(keys)
+
+
+@pytest.fixture(scope="module")
+def unnested(refreshed, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """The whole register's store built again with every level summed from the practices
+    (regions and the nation not from the municipalities and regions that nest in them)."""
+    import shutil
+
+    from workbench.answers import build
+
+    _, at_once, _ = refreshed
+    copy = Dataset.at(tmp_path_factory.mktemp("unnested") / "data")
+    shutil.copytree(at_once.root, copy.root)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build, "_nesting", lambda practices: {})
+        build_store(copy, force=True, progress=QUIET)
+    return copy
+
+
+def test_the_register_nests_municipalities_in_regions(refreshed) -> None:
+    import ibis
+
+    from workbench.answers.build import _nesting
+    from workbench.answers.codes import practice_codes
+
+    _, at_once, _ = refreshed
+    con = ibis.duckdb.connect(str(at_once.database), read_only=True)
+    assert _nesting(practice_codes(con.table("practices"))) == {
+        "region": "municipality", "nation": "region"}
+    # a municipality in two regions, or a practice of a region in no municipality: no nesting
+    split_up = ibis.memtable({"practice_id": ["a", "b", "c"], "cluster_id": ["x"] * 3,
+                              "municipality_code": ["m1", "m1", None],
+                              "region_code": ["r1", "r2", None]})
+    assert _nesting(practice_codes(split_up)) == {}
+
+
+@pytest.mark.parametrize("table", ["cells", "parts", "standardised", "funnels"])
+def test_levels_added_up_from_the_levels_nested_in_them_equal_the_practices_sums(
+        refreshed, unnested, table: str) -> None:
+    _, at_once, _ = refreshed
+    with duckdb.connect(str(at_once.answers), read_only=True) as con:
+        levels = {level for (level,) in con.execute(f"SELECT DISTINCT level FROM {table}")
+                  .fetchall()}
+    assert "region" in levels and (table not in ("cells", "parts") or "nation" in levels)
+    assert _rows(unnested, table) == _rows(at_once, table)

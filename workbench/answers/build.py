@@ -371,9 +371,13 @@ def _levels(shares: list[ir.Table], nets: ir.Table, practices: ir.Table, keys: l
     the persons seen at several practices, each level materialised (one query a level: as one
     expression, the five levels' aggregations and the sort ran out of DuckDB's memory on a
     region). A practice's figures are whole in its share, so the practices are summed a share
-    at a time: as one aggregation the nation's 200 million practice cells ran out of memory."""
+    at a time: as one aggregation the nation's 200 million practice cells ran out of memory.
+    Regions and the nation add up the single-practice persons' sums of the level that nests in
+    them (:func:`_nesting`), not every practice's again."""
     found = {}
     sums = ibis.union(*shares)
+    nests = _nesting(practices)
+    single: dict[str, ir.Table] = {}
     for level in C.LEVELS:
         units = unit_codes(practices, level)
         if level == "practice":
@@ -381,12 +385,42 @@ def _levels(shares: list[ir.Table], nets: ir.Table, practices: ir.Table, keys: l
                           .mutate(level=ibis.literal(level))) for i, share in enumerate(shares)]
             table = ibis.union(*pieces)
         else:
+            finer = nests.get(level)
+            ones = (C.rolled_up(single[finer], _parents(practices, finer, level), keys)
+                    if finer else C.single_sums(sums, units, keys))
+            if level in nests.values():
+                ones = put(f"scratch_{name}_{level}_single", ones)
+            single[level] = ones
             table = put(f"scratch_{name}_{level}",
-                        C.level_sums(sums, nets, units, keys).mutate(level=ibis.literal(level)))
+                        C.level_sums(ones, nets, units, keys).mutate(level=ibis.literal(level)))
         count = int(table.count().to_pyarrow().as_py())
         rows.append(count)
         found[level] = (table, count)
     return found
+
+
+def _nesting(practices: ir.Table) -> dict[str, str]:
+    """``{level: finer level}`` where every unit of the finer level lies in one unit of the
+    level and every practice of the level is in a unit of the finer: regions from
+    municipalities, the nation from regions (clusters may span municipalities)."""
+    rows = practices.select("municipality_code", "region_code").to_pyarrow().to_pylist()
+    regions: dict[str, set[str | None]] = {}
+    for row in rows:
+        regions.setdefault(row["municipality_code"], set()).add(row["region_code"])
+    found = {}
+    unplaced = regions.get(None, set()) - {None}  # a region's practice without a municipality
+    if not unplaced and all(len(v) == 1 and None not in v for m, v in regions.items()
+                            if m is not None):
+        found["region"] = "municipality"
+    if all(row["region_code"] is not None for row in rows):
+        found["nation"] = "region"
+    return found
+
+
+def _parents(practices: ir.Table, finer: str, level: str) -> ir.Table:
+    """``(child, unit_id)``: the units of ``finer`` and the unit of ``level`` each lies in."""
+    pairs = unit_codes(practices, finer).join(unit_codes(practices, level), "px")
+    return pairs.select(child=pairs.unit_id, unit_id=pairs.unit_id_right).distinct()
 
 
 def _labelled(table: ir.Table, periods: ir.Table, selections: ir.Table, units: ir.Table

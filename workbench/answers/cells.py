@@ -10,9 +10,11 @@ level. So:
 * per person, practice, selection and period: the net DDD (each month given to every period it
   lies in: itself, its quarter and year, and twelve R12 periods) — :func:`period_nets`;
 * a person who got the group from more than one practice (ever) is ``multi``; every other
-  person's rows are summed per practice and cell once, and those sums are added up to each
-  level — :func:`practice_sums`, :func:`level_sums`;
-* the ``multi`` persons' nets are summed again per unit of each level and counted there.
+  person's rows are summed per practice and cell once, and those sums are added up to clusters
+  and municipalities, and on from municipalities to regions and the nation where they nest —
+  :func:`practice_sums`, :func:`single_sums`, :func:`rolled_up`;
+* the ``multi`` persons' nets are summed again per unit of each level and counted there —
+  :func:`level_sums`.
 
 Each row of the result is a unit × selection × period × cell: ``patients`` (net DDD > 0, rounded
 as the engine rounds), ``ddd`` (the sum of the persons' nets), ``ddd_sq`` (the sum of their
@@ -136,20 +138,35 @@ def practice_sums(rows: ir.Table, keys: Sequence[str]) -> ir.Table:
     return rows.group_by(["px", "multi", *keys]).aggregate(**_figures(rows, rows.net))
 
 
-def level_sums(sums: ir.Table, rows: ir.Table, units: ir.Table, keys: Sequence[str]
+def single_sums(sums: ir.Table, units: ir.Table, keys: Sequence[str]) -> ir.Table:
+    """``(unit_id, *keys, *FIGURES)``: the single-practice persons' practice sums (``sums``:
+    :func:`practice_sums`) added up per unit (``units``: ``(px, unit_id)`` of one level)."""
+    single = sums.filter(~sums.multi).join(units, "px")
+    return single.group_by(["unit_id", *keys]).aggregate(**{f: single[f].sum() for f in FIGURES})
+
+
+def rolled_up(single: ir.Table, parents: ir.Table, keys: Sequence[str]) -> ir.Table:
+    """:func:`single_sums` of a level added up to the units of a level they nest in
+    (``parents``: ``(child, unit_id)``, each child in one unit): a person seen at one practice
+    is counted in each unit it lies in, so their sums add up level by level."""
+    joined = single.rename(child="unit_id").join(parents, "child")
+    return joined.group_by(["unit_id", *keys]).aggregate(
+        **{f: joined[f].sum() for f in FIGURES})
+
+
+def level_sums(single: ir.Table, rows: ir.Table, units: ir.Table, keys: Sequence[str]
                ) -> ir.Table:
     """The figures per unit (``units``: ``(px, unit_id)`` of one level) and ``keys``: the
-    single-practice persons' practice sums added up, and the ``multi`` persons' nets summed
-    again at the unit and counted."""
+    single-practice persons' sums (``single``: :func:`single_sums` or :func:`rolled_up`), and
+    the ``multi`` persons' nets summed again at the unit and counted."""
     grain = ["unit_id", *keys]
-    single = sums.filter(~sums.multi).join(units, "px").select(*grain, *FIGURES)
     multi = rows.filter(rows.multi).join(units, "px")
     renetted = multi.group_by(["pk", *grain]).aggregate(net=multi.net.sum())
-    # each multi person's own figures beside the practices' sums: one sum over both
+    # each multi person's own figures beside the single persons' sums: one sum over both
     net = renetted.net
     own = renetted.select(*grain, patients=(net.round(NET_DECIMALS) > 0).cast("int64"),
                           ddd=net, ddd_sq=net * net, persons=ibis.literal(1, "int64"))
-    both = ibis.union(single, own)
+    both = ibis.union(single.select(*grain, *FIGURES), own)
     return both.group_by(grain).aggregate(**{f: both[f].sum() for f in FIGURES})
 
 
