@@ -123,6 +123,24 @@ def test_breakdowns_by_person_and_patient(tiny) -> None:
     assert dict(zip(depot["depot"], depot["patients"], strict=True)) == {"False": 1, "True": 1}
 
 
+def test_fixed_vocabularies_are_stored_as_enums_and_read_as_text(tiny) -> None:
+    types = dict(tiny.sql("SELECT column_name, column_type FROM (DESCRIBE cells)").itertuples(
+        index=False))
+    assert types["level"].startswith("ENUM('practice', 'cluster'")
+    assert types["sex"] == "ENUM('F', 'M')"
+    assert types["started"] == "ENUM('started', 'continued')"
+    assert types["sel"] == "VARCHAR"  # a delivery may bring a new drug
+    parts = dict(tiny.sql("SELECT column_name, column_type FROM (DESCRIBE parts)").itertuples(
+        index=False))
+    assert parts["dim"].startswith("ENUM(") and parts["value"] == "VARCHAR"
+    read = tiny.sql("SELECT DISTINCT level, sex FROM cells WHERE sex IS NOT NULL")
+    assert not any(isinstance(t, pd.CategoricalDtype) for t in read.dtypes)
+    assert set(read["sex"]) == {"F", "M"}
+    by_level = tiny.sql("SELECT level, sum(patients) AS n FROM cells WHERE level = ? AND "
+                        "sel = ? AND period = ? GROUP BY ALL", ["cluster", "opioids", "2024Q1"])
+    assert by_level.to_dict("records") == [{"level": "cluster", "n": 2}]
+
+
 def test_listed_persons_and_rates(tiny) -> None:
     assert value(tiny, "practice", "000001", "2024", "listed") == 2.0
     assert value(tiny, "cluster", "K1", "2024", "listed") == 2.0

@@ -73,10 +73,15 @@ class AnswerStore:
 
     # --- what the store holds -----------------------------------------------------------------
     def sql(self, query: str, parameters: Sequence[Any] = ()) -> pd.DataFrame:
-        """One read of the store (counted in :attr:`reads`)."""
+        """One read of the store (counted in :attr:`reads`). Columns of a fixed vocabulary,
+        stored as ENUMs, come back as the plain text the engine gives."""
         with self._lock:
             self.reads += 1
-            return self.con.execute(query, list(parameters)).df()
+            found = self.con.execute(query, list(parameters)).df()
+        for column in found.columns:
+            if isinstance(found[column].dtype, pd.CategoricalDtype):
+                found[column] = found[column].astype(found[column].cat.categories.dtype)
+        return found
 
     @cached_property
     def periods(self) -> pd.DataFrame:
