@@ -166,6 +166,23 @@ def test_public_refuses_practice_pages_and_smuggled_units(session, practices) ->
             catalog.resolve_query("cluster_insight", query)
 
 
+def test_a_forbidden_unit_is_refused_whatever_else_the_address_gets_wrong(
+        session, practices, viewer) -> None:
+    """A practice viewer asking for another practice with a misspelt field is refused (and
+    audited as a refusal), not shown its own page with a note."""
+    catalog = pages.Catalog(session, viewer)
+    own = practices[viewer.practice].cluster
+    other = next(p for p, v in practices.items() if v.cluster != own)
+    for query in (f"unit={other}&group=nonsense", f"unit={other}&period=1999",
+                  f"unit={practices[other].cluster}&measure=person_id"):
+        kind = "practice_insight" if query.startswith(f"unit={other}") else "cluster_insight"
+        with pytest.raises(pages.NotAllowed):
+            pages._choose(catalog, kind, query, {})
+    # a bad field alone still opens the viewer's own page, with the error to show
+    choices, error = pages._choose(catalog, "practice_insight", "group=nonsense", {})
+    assert choices.unit == viewer.practice and "nonsense" in error
+
+
 def test_analyst_pages_say_where_they_may_be_used(session) -> None:
     catalog = pages.Catalog(session, Profile("analyst"))
     for kind in pages.PAGE_KINDS:

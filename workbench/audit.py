@@ -19,16 +19,20 @@ import datetime as dt
 import fcntl
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from workbench.disclosure import PERSON_KEY_VALUE
 from workbench.paths import default_data_dir
 
 AUDIT_ENV = "WORKBENCH_AUDIT_LOG"
 EVENTS = ("render", "view", "filter", "refused")
 MAX_VALUE = 80
 REMOVED = "[removed]"
+# Anything like a person key (P + 9 digits, any case) or a CPR number (10 digits, dash optional),
+# wherever it stands: inside a word, beside letters or other digits. The log is read by people,
+# not parsed, so a false alarm costs a value and a miss costs a person.
+PERSON_LIKE = re.compile(r"[Pp]\d{9}|\d{6}-?\d{4}")
 
 
 def audit_path() -> Path:
@@ -40,17 +44,19 @@ def audit_path() -> Path:
 def clean(value: object) -> object:
     """A value fit for the log: short, and never anything that looks like a person key.
 
-    >>> clean("K025"), clean("P123456789"), clean("010203-1234"), clean("x" * 100)[-3:]
+    >>> clean("K025"), clean("p123456789x"), clean("id0102031234"), clean("x" * 100)[-3:]
     ('K025', '[removed]', '[removed]', '...')
     """
-    if isinstance(value, bool | int | float) or value is None:
+    if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, int | float):
+        return REMOVED if PERSON_LIKE.search(str(value)) else value
     if isinstance(value, Mapping):
         return {str(clean(k)): clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clean(v) for v in value]
     text = str(value)
-    if PERSON_KEY_VALUE.search(text):
+    if PERSON_LIKE.search(text):
         return REMOVED
     return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 3] + "..."
 

@@ -122,6 +122,10 @@ def _choose(catalog: Catalog, kind: str, query: str,
     except NotAllowed:
         raise
     except ChoiceError as exc:
+        # a unit the profile does not allow is refused whatever else the address gets wrong
+        unit = url_fields(query).get("unit", "")
+        if unit and not catalog.allows(kind, unit):
+            raise NotAllowed(f"{kind} {unit} is not available to this profile") from exc
         return catalog.resolve(kind, **parameters), str(exc)
 
 
