@@ -399,6 +399,11 @@ def test_the_report_site_server_serves_only_what_a_site_publishes(tmp_path) -> N
     for name, body in files.items():
         (site / name).parent.mkdir(parents=True, exist_ok=True)
         (site / name).write_text(body)
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "register.csv").write_text("person_id\nP123456789\n")
+    (site / "a" / "linked").symlink_to(outside)
+    (site / "a" / "K1" / "link.csv").symlink_to(outside / "register.csv")
     port = _free_port()
     server = serve_site(site, port)
     try:
@@ -420,8 +425,17 @@ def test_the_report_site_server_serves_only_what_a_site_publishes(tmp_path) -> N
         for path in ("/", "/a/K1/page.html", "/a/K1/table.csv", "/manifest.json"):
             assert status(path) == 200, path
         for path in ("/.cache/results.duckdb", "/%2ecache/results.duckdb", "/a/K1/data.duckdb",
-                     "/a/K1/page.ipynb.tmp-1", "/a/", "/a/K1/../../.cache/results.duckdb"):
+                     "/a/K1/page.ipynb.tmp-1", "/a/", "/a/K1/../../.cache/results.duckdb",
+                     "/a/linked/register.csv", "/a/K1/link.csv", "/a/linked/"):
             assert status(path) == 404, path
+        for path in ("/a/K1/page.html", "/a/linked/register.csv"):
+            try:
+                headers = urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
+                                                 timeout=10).headers
+            except urllib.error.HTTPError as exc:
+                headers = exc.headers
+            assert headers["X-Content-Type-Options"] == "nosniff", path
+            assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
     finally:
         server.terminate()
         server.wait(timeout=10)
