@@ -250,6 +250,20 @@ def test_practice_pages_are_refused_under_public(public, practices) -> None:
     assert all(line["profile"] == "public" for line in refused)
 
 
+def test_our_answers_carry_security_headers_and_logout_is_gone(public, practices) -> None:
+    practice = sorted(practices)[0]
+    for path in ("/", f"/voila/render/practice_insight.ipynb?unit={practice}"):
+        request = urllib.request.Request(f"{public.base}{path}")
+        try:
+            headers = urllib.request.urlopen(request, timeout=60).headers
+        except urllib.error.HTTPError as exc:
+            headers = exc.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
+    status, body = public.get("/logout")
+    assert status == 404, body[:300]
+
+
 def test_the_index_offers_only_overviews(public) -> None:
     status, body = public.get("/")
     assert status == 200 and "overview.ipynb" in body and "practice" not in body

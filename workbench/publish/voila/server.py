@@ -10,6 +10,8 @@ through; sources stripped; configuration in ``voila.json``) with these changes:
   sessions, terminals or kernel-listing API to begin with; the tests check all of them.
 * **refusal, not a page**: a page the profile does not serve (the practice pages under
   ``public``) answers 403 with a short explanation, and the refusal is audited;
+* **headers**: the index and the refusal answer with ``nosniff`` and ``frame-ancestors 'none'``
+  like Voilà's own pages; the identity provider's ``/logout`` (a 500 without a login) is gone;
 * **kernels end with their page**: Voilà's page never asks for an XSRF cookie, so the beacon a
   browser sends on leaving a page ("shut my kernel down") was refused with 403 and every closed
   tab kept its kernel (hundreds of MiB) until culled; the page handler now sets the cookie.
@@ -43,7 +45,23 @@ class PageHandler(TornadoVoilaHandler):
         self.xsrf_token  # noqa: B018  (reading it sets the _xsrf cookie)
 
 
-class IndexHandler(tornado.web.RequestHandler):
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class PlainHandler(tornado.web.RequestHandler):
+    """A handler of ours (not Jupyter's): the security headers Jupyter's handlers send."""
+
+    def set_default_headers(self) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
+
+class IndexHandler(PlainHandler):
     """``/``: links to the overview of each theme (instead of a listing of the folder)."""
 
     def initialize(self, profile: Profile, base: str) -> None:
@@ -60,7 +78,7 @@ class IndexHandler(tornado.web.RequestHandler):
                     f"<ul>{items}</ul>")
 
 
-class RefusedHandler(tornado.web.RequestHandler):
+class RefusedHandler(PlainHandler):
     """A page the profile does not serve: 403 and an audit line, never the page."""
 
     def initialize(self, profile: Profile) -> None:
@@ -89,7 +107,7 @@ class WorkbenchVoila(Voila):
             pattern, handler = spec[0], spec[1]
             if handler in (TornadoVoilaTreeHandler, VoilaContentsHandler):
                 continue
-            if "/voila/files/" in pattern:
+            if "/voila/files/" in pattern or pattern.rstrip("/$").endswith("/logout"):
                 continue
             if handler is TornadoVoilaHandler:
                 spec = (pattern, PageHandler, *spec[2:])
