@@ -53,7 +53,7 @@ from workbench.engine.registers import Registers
 
 Put = Callable[[str, ir.Table], ir.Table]
 Insert = Callable[[str, ir.Table], None]
-# The redemptions a share of the person-level steps holds (see _chunks): the demo region's
+# The redemptions a share of the person-level steps holds (see share_count): the demo region's
 # 5.2 M build in one share within the build's 5 GB.
 CHUNK_ROWS = 6_000_000
 # The parts of a selection by a property of the product: (selection code column, property).
@@ -151,7 +151,7 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
         codes = keep(rows, "scratch_cell_codes", P.cell_codes(sexes, definitions))
         people = int(keys.count().to_pyarrow().as_py())
         found = []
-        for i, (lo, hi) in enumerate(_even_ranges(people, _chunks(total, chunk_rows))):
+        for i, (lo, hi) in enumerate(even_ranges(people, share_count(total, chunk_rows))):
             mine = coded.filter(coded.pk.between(lo, hi))
             days = put("scratch_days", P.day_codes(mine))
             months = put("scratch_group_months", P.group_months(mine, days))
@@ -163,12 +163,12 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
         gp = keep(rows, "scratch_gp", coded.filter(coded.px.notnull()))
         multi = keep(rows, "scratch_multi", C.multi_persons(gp))
 
-    # every person's nets at a practice, a share of the practices at a time (see _chunks)
+    # every person's nets at a practice, a share of the practices at a time (see share_count)
     cell_keys = ["sid", "pid", "cell"]
     part_keys = ["sid", "pid", "value"]
     sums: dict[str, list[ir.Table]] = {}
     many: dict[str, list[ir.Table]] = {}
-    chunks = _practice_ranges(gp, _chunks(total, chunk_rows))
+    chunks = _practice_ranges(gp, share_count(total, chunk_rows))
     for i, (lo, hi) in enumerate(chunks):
         where = f", share {i + 1} of {len(chunks)}" if len(chunks) > 1 else ""
         mine = gp.filter(gp.px.between(lo, hi))
@@ -245,7 +245,7 @@ def _cell_nets(gp: ir.Table, pmonths: ir.Table, multi: ir.Table, person_periods:
                     for sel, t in family.items()}
 
 
-def _chunks(rows: int, chunk_rows: int) -> int:
+def share_count(rows: int, chunk_rows: int) -> int:
     """How many shares of the persons (or the practices) the person-level steps take at a
     time: each step holds every person × period of its share, and past a region's size a
     national share no longer fits DuckDB's memory and spills (the nation's persons and cells
@@ -253,7 +253,7 @@ def _chunks(rows: int, chunk_rows: int) -> int:
     return max(1, -(-rows // max(1, chunk_rows)))
 
 
-def _even_ranges(count: int, n: int) -> list[tuple[int, int]]:
+def even_ranges(count: int, n: int) -> list[tuple[int, int]]:
     """``n`` ranges of ``0 … count`` (inclusive bounds; the person codes run from 0)."""
     step = -(-max(count, 1) // n)
     return [(lo, lo + step - 1) for lo in range(0, max(count, 1), step)]

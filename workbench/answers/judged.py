@@ -14,7 +14,7 @@ import pandas as pd
 
 from workbench.analysis.funnel import funnel_rows
 from workbench.answers import journeys as J
-from workbench.answers.build import Progress, data_span
+from workbench.answers.build import CHUNK_ROWS, Progress, data_span, even_ranges, share_count
 from workbench.answers.comparisons import build_comparisons
 from workbench.answers.periods import offered
 from workbench.answers.risks import risk_table
@@ -39,7 +39,8 @@ Insert = Callable[[str, ir.Table], None]
 
 def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir.Table],
                  put: Put, insert: Insert, progress: Progress,
-                 cohorts: list[Period] | None = None) -> dict[str, ir.Table]:
+                 cohorts: list[Period] | None = None, *, chunk_rows: int = CHUNK_ROWS
+                 ) -> dict[str, ir.Table]:
     """``standardised``, ``funnels``, ``deciles``, ``risks`` and ``journeys`` (``cohorts``: the
     periods whose starters to follow; default: every period built that the data can follow)."""
     found: dict[str, ir.Table] = {}
@@ -55,7 +56,7 @@ def build_judged(reg: Registers, definitions: Definitions, answers: dict[str, ir
             .column(0).to_pylist()]
     shown = offered(held, first)
     with progress.phase("risks") as rows:
-        parts = _risks(reg, definitions, answers, shown, put) if shown else []
+        parts = _risks(reg, definitions, answers, shown, put, chunk_rows) if shown else []
         parts = [p for p in parts if not p.empty]
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
             {name: pd.Series(dtype=object if kind == "string" else kind)
@@ -94,18 +95,23 @@ def cohort_periods(periods: list, last_day: dt.date) -> list:
 
 
 def _risks(reg: Registers, definitions: Definitions, answers: dict[str, ir.Table],
-           shown: list, put: Put) -> list[pd.DataFrame]:
+           shown: list, put: Put, chunk_rows: int) -> list[pd.DataFrame]:
     """Every risk of every unit of the risk levels, each practice's and cluster's placed in the
-    funnel of its level (patients per 1,000 listed, per period and risk)."""
+    funnel of its level (patients per 1,000 listed, per period and risk). The persons' nets and
+    flags are counted a share of the persons at a time, as the cells are: as one statement
+    the nation's ran out of the build's memory."""
     selections = answers["selections"].filter(answers["selections"].kind == "drug")
     drugs = [(r["sid"], r["sel"]) for r in selections.select("sid", "sel").to_pyarrow()
              .to_pylist()]
     persons = reg.persons.join(answers["scratch_person_keys"], "person_id").select(
         "pk", "birth_date")
+    people = int(answers["scratch_person_keys"].count().to_pyarrow().as_py())
+    total = int(answers["scratch_facts"].count().to_pyarrow().as_py())
+    shares = even_ranges(people, share_count(total, chunk_rows))
     tables = [risk_table(reg, definitions, rid, answers["scratch_facts"], drugs,
                          answers["scratch_practices"], persons, answers["listed"], shown,
-                         answers["periods"], answers["scratch_period_months"], put).to_pyarrow()
-              .to_pandas() for rid in definitions.risks]
+                         answers["periods"], answers["scratch_period_months"], put, shares)
+              .to_pyarrow().to_pandas() for rid in definitions.risks]
     table = pd.concat(tables, ignore_index=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         table["patients_per_1000"] = np.where(table["listed"] > 0,

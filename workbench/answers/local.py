@@ -266,7 +266,8 @@ def _build(con: ibis.BaseBackend, reg: Registers, definitions: Definitions,
                             chunk_rows=chunk_rows)
     answers["units"] = con.table(prefix + "units", database=where("units"))
     answers.update(build_judged(reg, definitions, answers, put, insert, progress,
-                                None if cohorts is None else list(cohorts)))
+                                None if cohorts is None else list(cohorts),
+                                chunk_rows=chunk_rows))
     return answers
 
 

@@ -218,12 +218,15 @@ def unit_counts(nets: ir.Table, flags: ir.Table, practices: ir.Table, level: str
 def risk_table(reg: Registers, definitions: Definitions, risk_id: str, facts: ir.Table,
                drugs: Sequence[tuple[int, str]], practices: ir.Table, persons: ir.Table,
                listed: ir.Table, shown: Sequence[Period], period_codes: ir.Table,
-               period_months: ir.Table, put: Put) -> ir.Table:
+               period_months: ir.Table, put: Put,
+               shares: Sequence[tuple[int, int]] = ((0, 2**62),)) -> ir.Table:
     """``(level, unit_id, period, risk, patients, population, listed)`` of one risk for every
     unit of :data:`LEVELS` and every period of ``shown`` (zeros included). What every level
     reads — the population's nets, the flags, the starts — is materialised through ``put``
     once: as one expression each level's counts worked them out again (a risk took four times
-    its flags' and nets' time)."""
+    its flags' and nets' time). The nets, flags and counts are made a share of the persons at a
+    time (``shares``: ranges of person codes, bounds included): each person is in one share, so
+    the shares' counts add up."""
     risk = definitions.risks[risk_id]
     selected = _selected(facts, drug_classes(definitions, drugs, risk.classes))
     labels = [p.label for p in shown]
@@ -246,26 +249,23 @@ def risk_table(reg: Registers, definitions: Definitions, risk_id: str, facts: ir
                 patients=withflag.flag.fill_null(False).sum().cast("int64"))
             parts.append((level, counts))
     else:
-        nets = put("scratch_risk_nets", population_nets(selected, period_months.filter(
-            period_months.pid.isin(codes.select("pid").to_pyarrow().column(0).to_pylist()))))
-        if isinstance(risk, AgeOnClass):
-            ages = nets.select("pk", "pid").distinct().join(persons, "pk").join(
-                codes.select("pid", "period_start"), "pid")
-            aged = ages.filter(age_on(ages.birth_date, ages.period_start) >= risk.min_age)
-            flags = aged.select("pk", "pid", flag=ibis.literal(True))
-        else:
-            last_month = max(month_index(p.end_exclusive) for p in shown) - 1
-            first_month = selected.month.min().to_pyarrow().as_py()
-            if first_month is None:  # nobody redeemed the risk's drugs: nobody flagged
-                flags = nets.select("pk", "pid", flag=ibis.literal(True)).limit(0)
-            else:
-                found = flagged(risk, selected, shown, first_month, last_month)
-                assert found is not None
-                flags = found.join(codes.select("pid", "period"), "period").select(
-                    "pk", "pid", flag=ibis.literal(True))
-        flags = put("scratch_risk_flags", flags)
-        for level in LEVELS:
-            parts.append((level, unit_counts(nets, flags, practices, level, codes)))
+        pids = codes.select("pid").to_pyarrow().column(0).to_pylist()
+        last_month = max(month_index(p.end_exclusive) for p in shown) - 1
+        first_month = selected.month.min().to_pyarrow().as_py()
+        counted: dict[str, list[ir.Table]] = {level: [] for level in LEVELS}
+        for i, (lo, hi) in enumerate(shares):
+            mine = selected.filter(selected.person_id.between(lo, hi))
+            nets = put("scratch_risk_nets", population_nets(
+                mine, period_months.filter(period_months.pid.isin(pids))))
+            flags = put("scratch_risk_flags", _flags(risk, mine, nets, persons, codes, shown,
+                                                     first_month, last_month))
+            for level in LEVELS:
+                counted[level].append(put(f"scratch_risk_counts_{level}_{i}", unit_counts(
+                    nets, flags, practices, level, codes)))
+        for level, pieces in counted.items():
+            both = ibis.union(*pieces)
+            parts.append((level, both.group_by("unit_id", "pid").aggregate(
+                population=both.population.sum(), patients=both.patients.sum())))
     denominators = put("scratch_risk_listed", _listed(reg, risk, listed, practices, codes))
     out = []
     for level, counts in parts:
@@ -281,6 +281,24 @@ def risk_table(reg: Registers, definitions: Definitions, risk_id: str, facts: ir
             population=table.population.fill_null(0).cast("int64"),
             listed=table.listed.fill_null(0.0)))
     return ibis.union(*out)
+
+
+def _flags(risk: object, selected: ir.Table, nets: ir.Table, persons: ir.Table,
+           codes: ir.Table, shown: Sequence[Period], first_month: int | None,
+           last_month: int) -> ir.Table:
+    """``(pk, pid, flag)``: the persons the risk flags in each period (``selected``: the
+    redemptions of its classes; ``nets``: their population nets)."""
+    if isinstance(risk, AgeOnClass):
+        ages = nets.select("pk", "pid").distinct().join(persons, "pk").join(
+            codes.select("pid", "period_start"), "pid")
+        aged = ages.filter(age_on(ages.birth_date, ages.period_start) >= risk.min_age)
+        return aged.select("pk", "pid", flag=ibis.literal(True))
+    if first_month is None:  # nobody redeemed the risk's drugs: nobody flagged
+        return nets.select("pk", "pid", flag=ibis.literal(True)).limit(0)
+    found = flagged(risk, selected, shown, first_month, last_month)
+    assert found is not None
+    return found.join(codes.select("pid", "period"), "period").select(
+        "pk", "pid", flag=ibis.literal(True))
 
 
 def _listed(reg: Registers, risk: object, listed: ir.Table, practices: ir.Table,
