@@ -93,3 +93,11 @@ def page_layout_problems(page: pages.Page) -> list[str]:
     """:func:`layout_problems` of every figure of a page, named by section."""
     return [f"{page.kind}/{section.id}: {problem}" for section in page.sections
             if section.figure is not None for problem in layout_problems(section.figure)]
+
+
+def leave(page: object) -> None:
+    """Close a browser page the way a viewer leaves it: Voilà's unload beacon ends its kernel
+    (``page.close()`` alone sends none, and the kernel would hold a slot of the server's kernel
+    limits until culled)."""
+    page.goto("about:blank")  # type: ignore[attr-defined]
+    page.close()  # type: ignore[attr-defined]

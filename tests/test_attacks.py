@@ -16,6 +16,8 @@ and a real browser — and what comes back is read by :mod:`workbench.publish.sc
 from __future__ import annotations
 
 import asyncio
+import html
+import http.client
 import json
 import re
 import socket
@@ -28,8 +30,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from page_checks import leave
 
 from workbench import audit
+from workbench.glossary import glossary
 from workbench.profiles import Profile
 from workbench.publish.scan import register_practices, scan
 
@@ -51,7 +55,8 @@ def _free_port() -> int:
 class Server:
     """``workbench serve`` for one profile, as a child process."""
 
-    def __init__(self, dataset, folder: Path, profile: str, practice: str = "") -> None:
+    def __init__(self, dataset, folder: Path, profile: str, practice: str = "",
+                 extra: tuple[str, ...] = ()) -> None:
         self.port = _free_port()
         self.audit = folder / "audit.log"
         self.log = folder / "serve.log"
@@ -60,6 +65,7 @@ class Server:
                "--site", str(folder / "no-site")]
         if practice:
             cmd += ["--practice", practice]
+        cmd += list(extra)
         with self.log.open("w") as out:
             self.child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -217,6 +223,82 @@ def test_execute_request_over_the_kernel_websocket_runs_nothing(public, tmp_path
     assert not marker.exists()
 
 
+def test_a_malformed_comm_message_gets_a_generic_line_not_a_traceback(public) -> None:
+    """A comm_open the kernel can't handle made it send its traceback (with the server's paths)
+    to the viewer; now every error and stderr line reaches the viewer as one generic line."""
+    kernel = _kernel_of(public, "/voila/render/overview.ipynb?topic=psychotropics")
+    url = f"ws://127.0.0.1:{public.port}/api/kernels/{kernel}/channels"
+    replies = talk(url, [
+        _message("comm_open", {"comm_id": "a", "target_name": "jupyter.widget",
+                               "data": {"state": {"_model_name": "Nope"}}}),
+        _message("comm_open", {"comm_id": "b", "target_name": "no such target", "data": {}}),
+        _message("comm_msg", {"comm_id": "c", "data": {"method": "update"}}),
+        _message("kernel_info_request", {}),
+    ], seconds=8)
+    kinds = {r["header"]["msg_type"] for r in replies}
+    assert "kernel_info_reply" in kinds  # the socket did reach the kernel
+    streams = [r["content"]["text"] for r in replies if r["header"]["msg_type"] == "stream"]
+    assert streams, "the kernel reported nothing: the attack did not reach it"
+    generic = glossary().label("ui", "kernel_error", "da") + "\n"
+    assert set(streams) == {generic}
+    text = json.dumps(replies)
+    assert "Traceback" not in text and 'File \\"' not in text and "site-packages" not in text
+    assert "error" not in kinds
+
+
+# --- capacity ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crowded(clusters_dataset, tmp_path_factory):
+    """A public server admitting at most 3 views at once, 2 per client."""
+    server = Server(clusters_dataset, tmp_path_factory.mktemp("crowded"), "public",
+                    extra=("--max-kernels", "3", "--max-kernels-per-client", "2"))
+    yield server
+    server.stop()
+
+
+def _request(server: Server, path: str, client: str, method: str = "GET",
+             headers: dict | None = None) -> http.client.HTTPResponse:
+    """A request from the loopback address ``client`` (127.0.0.x: a client of its own)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=300,
+                                            source_address=(client, 0))
+    connection.request(method, path, body=b"" if method == "POST" else None,
+                       headers=headers or {})
+    response = connection.getresponse()
+    response.body = response.read().decode("utf-8", "replace")  # type: ignore[attr-defined]
+    connection.close()
+    return response
+
+
+def test_views_past_the_kernel_limits_get_a_polite_busy_page(crowded) -> None:
+    page = "/voila/render/overview.ipynb?topic=analgesics"
+    deadline = time.monotonic() + 300  # the pool of each page is filled when the server starts
+    while "Kernel pool of overview.ipynb is filled" not in crowded.log.read_text():
+        assert time.monotonic() < deadline, crowded.log.read_text()[-2000:]
+        time.sleep(1)
+    # a theme or template in the address no longer skips the preheated kernel for a cold start
+    first = _request(crowded, page + "&theme=dark&template=classic", "127.0.0.1")
+    assert first.status == 200
+    kernel = KERNEL_ID.search(first.body).group(1)
+    assert f"Using pre-heated kernel: {kernel}" in crowded.log.read_text()
+    assert _request(crowded, page, "127.0.0.1").status == 200
+    busy = _request(crowded, page, "127.0.0.1")  # a third view of the same client
+    assert busy.status == 503
+    assert glossary().label("ui", "busy_page", "da") in html.unescape(busy.body)
+    assert busy.getheader("Retry-After") and busy.getheader("X-Content-Type-Options") == "nosniff"
+    assert _request(crowded, page, "127.0.0.2").status == 200  # another client: the third view
+    assert _request(crowded, page, "127.0.0.3").status == 503  # a fourth view: over the total
+    refused = [line for line in audit.read(crowded.audit) if line["event"] == "refused"]
+    assert len(refused) == 2 and all(line["reason"] == "server busy" for line in refused)
+    # the viewer leaves (Voilà's unload beacon): its kernel ends and a view is admitted again
+    token = re.search(r"_xsrf=([^;]+)", first.getheader("Set-Cookie")).group(1)
+    left = _request(crowded, f"/voila/api/shutdown/{kernel}", "127.0.0.1", "POST",
+                    {"Cookie": f"_xsrf={token}", "X-XSRFToken": token})
+    assert left.status == 204
+    assert _request(crowded, page, "127.0.0.3").status == 200
+
+
 # --- HTTP endpoints ----------------------------------------------------------------------------
 
 
@@ -286,7 +368,7 @@ def test_a_practice_id_smuggled_through_the_url_is_refused(public, browser, prac
             assert page.locator(".wb-error-choice").count() == 1, path
             assert _scan_text(tmp_path, page.content(), Profile("public"), practices) == []
         finally:
-            page.close()
+            leave(page)
 
 
 def test_public_cluster_pages_name_no_practice(public, browser, practices, tmp_path) -> None:
@@ -301,7 +383,7 @@ def test_public_cluster_pages_name_no_practice(public, browser, practices, tmp_p
             assert "practice_insight" not in page.content()
             assert _scan_text(tmp_path, page.content(), Profile("public"), practices) == []
         finally:
-            page.close()
+            leave(page)
 
 
 def test_a_forged_widget_value_changes_nothing(public, browser, practices, tmp_path) -> None:
@@ -349,7 +431,7 @@ def test_a_forged_widget_value_changes_nothing(public, browser, practices, tmp_p
         # page's blocks, which the kernel draws, hold no practice)
         assert _scan_text(tmp_path, _blocks(page), Profile("public"), practices) == []
     finally:
-        page.close()
+        leave(page)
 
 
 # --- the practice profile ------------------------------------------------------------------------
@@ -366,14 +448,14 @@ def test_practice_profile_sees_its_own_pages_and_cluster_only(practice_server, b
         assert practice in page.inner_text("[data-kind]")
         assert _scan_text(tmp_path, page.content(), viewer, practices) == []
     finally:
-        page.close()
+        leave(page)
     page = _open(browser, f"{practice_server.base}/voila/render/cluster_insight.ipynb"
                           f"?topic=analgesics&unit={cluster}", ".wb-figure img")
     try:
         assert page.locator(".wb-error-choice").count() == 0
         assert _scan_text(tmp_path, page.content(), viewer, practices) == []
     finally:
-        page.close()
+        leave(page)
     other_practice = next(p for p, v in practices.items() if v.cluster != cluster)
     other_cluster = practices[other_practice].cluster
     for path in (f"practice_insight.ipynb?topic=analgesics&unit={other_practice}",
@@ -384,7 +466,7 @@ def test_practice_profile_sees_its_own_pages_and_cluster_only(practice_server, b
             assert page.locator(".wb-kf").count() == 0 and page.locator(".wb-figure").count() == 0
             assert _scan_text(tmp_path, page.content(), viewer, practices) == []
         finally:
-            page.close()
+            leave(page)
     lines = audit.read(practice_server.audit)
     assert any(line["event"] == "view" and line["unit"] == practice for line in lines)
     assert any(line["event"] == "refused" and line["unit"] == other_practice for line in lines)

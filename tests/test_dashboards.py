@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from page_checks import leave
 
 import workbench.pages as pages
 from workbench.engine import connect
@@ -134,7 +135,7 @@ def test_every_page_opens_in_chromium(server, browser, kind, theme) -> None:
         page.screenshot(path=str(SCREENSHOTS / f"{kind}_{theme}.png"), full_page=True)
         print(f"{kind} {theme}: {seconds:.1f} s to key figures and graphs")
     finally:
-        page.close()
+        leave(page)
 
 
 @pytest.mark.parametrize("theme", THEMES)
@@ -167,7 +168,7 @@ def test_a_filter_updates_the_figures_in_place(server, browser, catalog, theme) 
         page.screenshot(path=str(SCREENSHOTS / f"filter_changed_{theme}.png"), full_page=True)
         print(f"filter change ({theme}): {seconds:.1f} s")
     finally:
-        page.close()
+        leave(page)
 
 
 def _fields(address: str) -> dict[str, list[str]]:
@@ -200,7 +201,7 @@ def test_the_address_bar_follows_the_filters(server, browser, catalog) -> None:
         assert urlsplit(share).query == urlsplit(address).query  # the same view as the link
         _assert_clean(page)
     finally:
-        page.close()
+        leave(page)
     again, _ = _open(browser, address)
     try:
         assert again.url == address
@@ -212,7 +213,7 @@ def test_the_address_bar_follows_the_filters(server, browser, catalog) -> None:
         assert period in again.inner_text("[data-kind='cluster_intervention']")
         _assert_clean(again)
     finally:
-        again.close()
+        leave(again)
 
 
 # Installed before a filter changes: what the page showed (a figure, the key figures, the
@@ -265,7 +266,7 @@ def test_the_page_shows_it_is_updating_while_it_rebuilds(server, browser, catalo
         assert catalog.periods[1] in page.inner_text("[data-kind]")
         _assert_clean(page)
     finally:
-        page.close()
+        leave(page)
 
 
 def test_drill_down_from_overview_to_cluster_to_practice(server, browser, catalog) -> None:
@@ -289,7 +290,7 @@ def test_drill_down_from_overview_to_cluster_to_practice(server, browser, catalo
         _assert_clean(page)
         page.screenshot(path=str(SCREENSHOTS / "drill_down_practice.png"), full_page=True)
     finally:
-        page.close()
+        leave(page)
 
 
 def test_only_the_page_notebooks_are_served(server) -> None:
@@ -304,7 +305,7 @@ def test_a_forged_url_is_refused_not_executed(server, browser) -> None:
         assert page.locator(".wb-error-choice").count() == 1
         assert page.locator("script:has-text('alert(1)')").count() == 0
     finally:
-        page.close()
+        leave(page)
 
 
 def test_a_preheated_kernel_waits_for_its_viewer_however_long() -> None:

@@ -84,7 +84,30 @@ UPDATED = """([field, value]) => {
 ECHOED = """value => document.querySelector('.wb-kf .v')?.innerText === value"""
 
 
-class Server:
+class Sampled:
+    """A server child whose memory a thread samples, in a folder of its own."""
+
+    child: subprocess.Popen
+    folder: Path
+    log: Any
+    _stop: threading.Event
+    _sampler: threading.Thread
+
+    def stop(self) -> None:
+        """SIGTERM (Voilà shuts its kernels down), killed after a minute; then clean up."""
+        if self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+            try:
+                self.child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+        self._stop.set()
+        self._sampler.join()
+        self.log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Server(Sampled):
     """Voilà as ``workbench serve`` runs it, on the page notebooks and the empty notebook, with
     the resident memory of its process tree (Voilà and every kernel) sampled."""
 
@@ -144,17 +167,6 @@ class Server:
         self.log.flush()
         return (self.folder / "voila.log").read_text(errors="replace")[-size:]
 
-    def stop(self) -> None:
-        if self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)  # Voilà shuts its kernels down
-            try:
-                self.child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.child.kill()
-        self._stop.set()
-        self._sampler.join()
-        self.log.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def open_page(browser: Any, url: str, ready: str, arg: object) -> tuple[Any, float]:

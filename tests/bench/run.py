@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 from analysis_bench import bench_analysis_standardised
 from batch_bench import bench_batch
+from capacity_bench import bench_capacity
 from dashboard_bench import bench_dashboards
 from engine_bench import bench_dashboard_latency, bench_engine_full_table
 from refresh_bench import bench_store_refresh
@@ -163,6 +164,7 @@ BENCHMARKS: dict[str, Callable[[Path], dict]] = {
     "engine_full_table": bench_engine_full_table,
     "dashboard_latency": bench_dashboard_latency,
     "dashboards": bench_dashboards,
+    "capacity": bench_capacity,
     "analysis_standardised": bench_analysis_standardised,
     "batch": bench_batch,
     "output_scan": bench_output_scan,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from workbench.paths import Dataset
+from workbench.publish.voila import DEFAULT_PER_CLIENT, DEFAULT_TOTAL
 
 if TYPE_CHECKING:
     from workbench.data.generator import GenerationSummary
@@ -231,9 +232,17 @@ def serve(
     audit_log: Annotated[
         Path | None, typer.Option(help="Audit log of page views (default: DATA/audit.log).")
     ] = None,
+    max_kernels: Annotated[
+        int, typer.Option(help="Page views served at once (one kernel each); past it a polite "
+                          "'busy, try again' page. Sets the memory ceiling.")
+    ] = DEFAULT_TOTAL,
+    max_kernels_per_client: Annotated[
+        int, typer.Option(help="Page views served at once to one client (remote address).")
+    ] = DEFAULT_PER_CLIENT,
 ) -> None:
     """Serve the theme pages as read-only Voilà dashboards for one profile (Ctrl-C stops)."""
     from workbench.publish.serve import (
+        Limits,
         ServeError,
         check_profile,
         parse_profile,
@@ -246,6 +255,7 @@ def serve(
     dataset = Dataset.at(data)
     try:
         viewer = check_profile(dataset, parse_profile(profile, practice))
+        limits = Limits(max_kernels, max_kernels_per_client)
         typer.echo(str(prepare(dataset)))
     except ServeError as exc:
         fail(str(exc))
@@ -256,7 +266,7 @@ def serve(
     if static is not None:
         typer.echo(f"report site: http://127.0.0.1:{port + 1}/index.html ({site})")
     try:
-        code = run(dataset, port, profile=viewer, audit=audit_log)
+        code = run(dataset, port, profile=viewer, audit=audit_log, limits=limits)
     finally:
         if static is not None:
             static.terminate()

@@ -9,7 +9,8 @@ server; a 403 for a page the profile does not serve) with the committed configur
 start and import the stack; no cell timeout, since Voilà would count the preheated kernel's wait
 for its viewer against it), and idle kernels culled after two minutes without a
 connected page (a tab closed without its unload beacon, or a page load that never opened its
-websocket, would otherwise keep a kernel of hundreds of MiB).
+websocket, would otherwise keep a kernel of hundreds of MiB), and at most ``Limits`` kernels
+serving viewers, overall and per client (past them a polite 503).
 
 The viewing profile (:mod:`workbench.profiles`) is fixed here, when the server starts: only the
 profile's pages are copied into the folder Voilà serves, and every kernel inherits
@@ -34,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.answers import Progress, StoreError, StoreReport, build_store
@@ -41,6 +43,7 @@ from workbench.audit import AUDIT_ENV
 from workbench.disclosure import PUBLISHING_ENV
 from workbench.paths import NOTEBOOKS_DIR, Dataset
 from workbench.profiles import Profile, ProfileError, profile_environment
+from workbench.publish.voila import DEFAULT_PER_CLIENT, DEFAULT_TOTAL
 
 CONFIG_DIR = Path(__file__).with_name("voila")
 DEFAULT_PORT = 8866
@@ -64,13 +67,32 @@ def parse_profile(name: str, practice: str | None) -> Profile:
         raise ServeError(str(exc)) from None
 
 
-def voila_command(port: int, notebooks: Path = NOTEBOOKS_DIR) -> list[str]:
+@dataclass(frozen=True)
+class Limits:
+    """Kernels serving viewers at once: overall and per client (remote address). Past either,
+    a view gets a polite 503 (:mod:`workbench.publish.voila.guards`). Each kernel holds a few
+    hundred MiB (docs/figures.md), so ``total`` sets the server's memory ceiling."""
+
+    total: int = DEFAULT_TOTAL
+    per_client: int = DEFAULT_PER_CLIENT
+
+    def __post_init__(self) -> None:
+        if self.total < 1 or self.per_client < 1:
+            raise ServeError(f"--max-kernels and --max-kernels-per-client must be at least 1 "
+                             f"(got {self.total} and {self.per_client})")
+
+
+def voila_command(port: int, notebooks: Path = NOTEBOOKS_DIR,
+                  limits: Limits | None = None) -> list[str]:
     """The command line of the Voilà child process."""
+    limits = limits or Limits()
     return [
         sys.executable, "-m", "workbench.publish.voila.server", str(notebooks),
         f"--port={port}",
         "--no-browser",
         f"--Voila.config_file_paths={CONFIG_DIR}",
+        f"--WorkbenchVoila.max_kernels={limits.total}",
+        f"--WorkbenchVoila.max_kernels_per_client={limits.per_client}",
     ]
 
 
@@ -133,11 +155,12 @@ def page_notebooks(target: Path, profile: Profile | None = None) -> Path:
 
 
 def start(dataset: Dataset, port: int = DEFAULT_PORT, *, profile: Profile | None = None,
-          audit: Path | None = None, quiet: bool = False) -> subprocess.Popen:
+          audit: Path | None = None, quiet: bool = False,
+          limits: Limits | None = None) -> subprocess.Popen:
     """Start Voilà as a child process and return it (the caller waits on it or stops it)."""
     output = subprocess.DEVNULL if quiet else None
     served = page_notebooks(Path(tempfile.mkdtemp(prefix="workbench-pages-")), profile)
-    return subprocess.Popen(voila_command(port, served),
+    return subprocess.Popen(voila_command(port, served, limits),
                             env=child_environment(dataset, profile, audit),
                             stdout=output, stderr=output, cwd=served)
 
@@ -149,10 +172,10 @@ def urls(port: int, host: str = "127.0.0.1") -> list[str]:
 
 
 def run(dataset: Dataset, port: int = DEFAULT_PORT, *, profile: Profile | None = None,
-        audit: Path | None = None) -> int:
+        audit: Path | None = None, limits: Limits | None = None) -> int:
     """Serve until Ctrl-C or SIGTERM; both stop Voilà, which shuts its kernels down."""
     profile = profile or Profile("public")
-    child = start(dataset, port, profile=profile, audit=audit)
+    child = start(dataset, port, profile=profile, audit=audit, limits=limits)
 
     def stop(signum: int, frame: object) -> None:
         child.terminate()
