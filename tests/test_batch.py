@@ -239,6 +239,7 @@ def test_a_killed_batch_resumes(how: signal.Signals, dataset: Dataset, intervent
 
 
 def test_the_manifest_regenerates_pages_byte_for_byte(site: BatchResult, dataset: Dataset,
+                                                      interventions: Path,
                                                       tmp_path: Path) -> None:
     manifest = json.loads((site.out / "manifest.json").read_text())
     chosen = [e for e in manifest["pages"] if e["id"] in (
@@ -249,6 +250,12 @@ def test_the_manifest_regenerates_pages_byte_for_byte(site: BatchResult, dataset
         assert entry["provenance"]["data_fingerprint"] == fingerprint(dataset)
         words = shlex.split(entry["regenerate"])
         assert words[:2] == ["workbench", "render"]
+        # the manifest names the dataset relative to the project, or by its folder's name when
+        # it lives elsewhere (as here): the operator points --data at where it is
+        assert words[words.index("--data") + 1] == dataset.root.name
+        words[words.index("--data") + 1] = str(dataset.root)
+        assert words[words.index("--interventions") + 1] == interventions.name
+        words[words.index("--interventions") + 1] = str(interventions)
         out = tmp_path / entry["id"].replace("/", "_")
         words[words.index("--out") + 1] = str(out)
         run = subprocess.run([WORKBENCH, *words[1:], "--no-progress"], capture_output=True,
@@ -260,6 +267,31 @@ def test_the_manifest_regenerates_pages_byte_for_byte(site: BatchResult, dataset
         assert twin["files"]["csv"] == entry["files"]["csv"]
         for path in entry["files"]["csv"]:
             assert (out / path).read_bytes() == (site.out / path).read_bytes(), path
+
+
+def test_no_published_file_names_the_machines_folders(site: BatchResult, dataset: Dataset,
+                                                     interventions: Path) -> None:
+    """Manifest, page entries and page notebooks name the dataset, the notebooks and the
+    interventions relative to the project (or by their folder's name): a site travels, the
+    machine's folders don't go with it."""
+    from workbench.paths import PROJECT_ROOT
+
+    places = [str(dataset.root), str(interventions), str(PROJECT_ROOT), str(site.out)]
+    files = [p for p in site.out.rglob("*") if p.suffix in (".json", ".ipynb", ".html", ".csv")]
+    assert len(files) > 3 * EXPECTED_PAGES
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert not [place for place in places if place in text], path
+    manifest = json.loads((site.out / "manifest.json").read_text())
+    assert manifest["batch"]["provenance"]["dataset"] == dataset.root.name
+    entry = manifest["pages"][0]
+    assert entry["parameters"]["data"] == dataset.root.name
+    assert entry["notebook"] == f"notebooks/{entry['page']}.ipynb"
+    notebook = json.loads((site.out / entry["files"]["notebook"]).read_text())
+    assert notebook["metadata"]["papermill"]["input_path"] == entry["notebook"]
+    assert notebook["metadata"]["papermill"]["output_path"] == "page.ipynb"
+    injected = [c for c in notebook["cells"] if c.get("id") == "injected-parameters"]
+    assert f'data = "{dataset.root.name}"' in "".join(injected[0]["source"])
 
 
 def test_dask_gives_the_same_outputs_as_local(site: BatchResult, dataset: Dataset,

@@ -17,6 +17,17 @@ REFERENCE_DIR = PROJECT_ROOT / "data" / "reference"
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 
 
+def shown(path: Path | str) -> str:
+    """A path as a published file names it: relative to the project when inside it, else by
+    its own name only. Sites and manifests travel; the machine's folders must not go with them
+    (a dataset ``data/nation`` is named so, one elsewhere by its folder's name)."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return resolved.name
+
+
 def default_data_dir() -> Path:
     """The dataset folder used when no ``--data`` is given (``WORKBENCH_DATA`` overrides)."""
     return Path(os.environ.get("WORKBENCH_DATA", PROJECT_ROOT / "data")).resolve()

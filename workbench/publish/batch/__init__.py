@@ -35,7 +35,7 @@ from pathlib import Path
 
 from workbench.answers import StoreReport
 from workbench.pages.choices import PAGE_KINDS
-from workbench.paths import NOTEBOOKS_DIR, Dataset
+from workbench.paths import NOTEBOOKS_DIR, Dataset, shown
 from workbench.profiles import Profile, ProfileError
 from workbench.publish.batch import atomic
 from workbench.publish.batch.executors import (
@@ -235,7 +235,8 @@ def run_batch(options: BatchOptions) -> BatchResult:
         ]
         run = {"started_at": now(), "executor": options.executor, "workers": options.workers,
                "fresh_kernels": options.fresh_kernels, "skipped": len(plan.tasks) - len(todo),
-               "answers": None if answers is None else answers.summary()}
+               "answers": None if answers is None else {**answers.summary(),
+                                                        "path": shown(answers.path)}}
         region_names = _region_names()
         last_write = time.monotonic()
 

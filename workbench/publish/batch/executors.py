@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.paths import shown
 from workbench.profiles import Profile, profile_environment
 from workbench.publish.batch import atomic
 from workbench.publish.batch.manifest import KERNEL, PAGE_ENTRY, now, page_folder
@@ -361,6 +363,23 @@ def check_published_only(nb: object) -> None:
                     "; a page notebook may only display its published HTML")
 
 
+def unplace(nb: object, data: str, notebook: str) -> None:
+    """Papermill's record of a page without this machine's folders: the dataset and the
+    notebook named as :func:`~workbench.paths.shown` names them (in its metadata and in the
+    injected parameters), the output as the page's own file; and its cell a stable id (Papermill
+    gives it a random one)."""
+    record = nb.metadata.get("papermill", {})  # type: ignore[attr-defined]
+    record["input_path"] = shown(notebook)
+    record["output_path"] = NOTEBOOK_NAME
+    if "data" in record.get("parameters", {}):
+        record["parameters"]["data"] = shown(data)
+    for cell in nb.cells:  # type: ignore[attr-defined]
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"
+            cell.source = re.sub(r"(?m)^data = .*$", lambda _: f"data = {json.dumps(shown(data))}",
+                                 cell.source)
+
+
 def render(job: Job, planned: frozenset[str]) -> dict:
     """Execute one page notebook and write its files; returns its manifest entry."""
     import nbformat
@@ -375,7 +394,8 @@ def render(job: Job, planned: frozenset[str]) -> dict:
     (folder / PAGE_ENTRY).unlink(missing_ok=True)  # no completion mark while files change
     entry = {
         "id": task.id, "theme": task.theme, "page": task.kind, "unit": task.unit,
-        "group": task.group, "parameters": task.parameters, "notebook": job.notebook,
+        "group": task.group, "parameters": {**task.parameters, "data": shown(task.parameters[
+            "data"])}, "notebook": shown(job.notebook),
         "inputs_digest": job.digest, "provenance": job.provenance,
         "regenerate": job.regenerate, "worker": f"{os.uname().nodename}:{os.getpid()}",
         "started_at": now(),
@@ -392,9 +412,7 @@ def render(job: Job, planned: frozenset[str]) -> dict:
             request_save_on_cell_execute=False, execution_timeout=job.timeout,
         )
         nb = nbformat.read(temp, as_version=4)
-        for cell in nb.cells:  # Papermill gives its cell a random id; the page a stable one
-            if "injected-parameters" in cell.metadata.get("tags", []):
-                cell.id = "injected-parameters"
+        unplace(nb, task.parameters["data"], job.notebook)
         nbformat.write(nb, temp)
         check_published_only(nb)
         csvs = extract_csvs(nb)
@@ -440,7 +458,8 @@ def failed_entry(job: Job, error: str) -> dict:
     """The entry of a page whose worker died before it could write one."""
     task = job.task
     return {"id": task.id, "theme": task.theme, "page": task.kind, "unit": task.unit,
-            "group": task.group, "parameters": task.parameters, "notebook": job.notebook,
+            "group": task.group, "parameters": {**task.parameters, "data": shown(task.parameters[
+            "data"])}, "notebook": shown(job.notebook),
             "inputs_digest": job.digest, "provenance": job.provenance,
             "regenerate": job.regenerate, "status": "failed", "error": error[:2000],
             "files": {}, "seconds": None, "finished_at": now()}

@@ -30,7 +30,7 @@ from workbench.data.reference import atc_ddd_index_version
 from workbench.disclosure import DEFAULT_POLICY
 from workbench.engine import Workbench
 from workbench.engine.marts import data_fingerprint, definitions_digest
-from workbench.paths import PROJECT_ROOT
+from workbench.paths import PROJECT_ROOT, shown
 from workbench.profiles import Profile
 from workbench.publish.batch import atomic
 from workbench.publish.batch.plan import PageTask, Plan
@@ -71,7 +71,7 @@ def provenance(session: Workbench, data: Path, profile: Profile) -> dict:
 
     return {
         "data_fingerprint": data_fingerprint(session.con),
-        "dataset": str(data),
+        "dataset": shown(data),
         "code_version": {
             "workbench": workbench.__version__,
             "git_commit": git_commit(),
@@ -111,11 +111,11 @@ def regenerate_command(task: PageTask, plan: Plan, notebooks: Path, intervention
     words = ["workbench", "render", "--theme", task.theme, "--area", plan.area,
              "--period", task.parameters["period"], "--pages", task.kind, "--units", task.unit,
              "--language", task.parameters.get("language", "da"), "--profile", profile.spec(),
-             "--data", task.parameters["data"], "--out", "regenerated"]
+             "--data", shown(task.parameters["data"]), "--out", "regenerated"]
     if notebooks.resolve() != (PROJECT_ROOT / "notebooks").resolve():
-        words += ["--notebooks", str(notebooks)]
+        words += ["--notebooks", shown(notebooks)]
     if interventions.resolve() != (PROJECT_ROOT / "parameters" / "interventions").resolve():
-        words += ["--interventions", str(interventions.resolve())]
+        words += ["--interventions", shown(interventions)]
     return shlex.join(words)
 
 

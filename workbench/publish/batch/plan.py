@@ -31,7 +31,7 @@ from workbench.definitions import Definitions
 from workbench.disclosure import DEFAULT_POLICY
 from workbench.engine import Workbench
 from workbench.pages.choices import PAGE_KINDS, Catalog, ChoiceError
-from workbench.paths import PARAMETERS_DIR
+from workbench.paths import PARAMETERS_DIR, shown
 from workbench.profiles import Profile
 
 INTERVENTIONS_DIR = PARAMETERS_DIR / "interventions"
@@ -73,7 +73,7 @@ class Interventions:
 
     @property
     def source(self) -> str:
-        return str(self.path) if self.path else "(no file: defaults)"
+        return shown(self.path) if self.path else "(no file: defaults)"
 
 
 def load_interventions(region: str, definitions: Definitions,
