@@ -138,7 +138,7 @@ def _rows(dataset: Dataset, table: str) -> list[tuple]:
         return sorted(con.execute(f"SELECT {shown} FROM {table}").fetchall(), key=repr)
 
 
-@pytest.mark.parametrize("table", [*ANSWER_TABLES, "periods", "selections", "units"])
+@pytest.mark.parametrize("table", [*ANSWER_TABLES, "hidden", "periods", "selections", "units"])
 def test_the_refreshed_store_equals_one_built_whole(refreshed, table: str) -> None:
     monthly, at_once, _ = refreshed
     got, expected = _rows(monthly, table), _rows(at_once, table)
@@ -204,7 +204,7 @@ def test_a_build_in_shares_says_so(chunked) -> None:
     assert any(line.startswith("answers: persons done") for line in said)
 
 
-@pytest.mark.parametrize("table", [*ANSWER_TABLES, "periods", "selections", "units"])
+@pytest.mark.parametrize("table", [*ANSWER_TABLES, "hidden", "periods", "selections", "units"])
 def test_a_build_in_shares_equals_one_built_whole(refreshed, chunked, table: str) -> None:
     _, at_once, _ = refreshed
     copy, _ = chunked

@@ -52,8 +52,9 @@ one they confine to an interval narrower than the threshold (exact: a linear pro
 solved by HiGHS through ``scipy.optimize.linprog``, since combining equations narrows far more than
 any one equation shows). Known limitations:
 
-- tables are protected one at a time: a cell hidden here and shown in another published table is
-  not protected (publish overlapping figures from one table, or with the same pattern);
+- tables are protected one at a time here; what links tables (a drug in its group's table and on
+  its own page, a cluster beside its region) is decided once in the answer store
+  (:mod:`workbench.answers.protected`, ``docs/disclosure.md``) and arrives as ``decided``;
 - an attacker who knows the algorithm (complements are the smallest non-zero cells) or who uses
   integrality is not modelled;
 - absent rows are taken as true zeros (complete the table before applying);
@@ -166,6 +167,10 @@ class TableSpec:
     Every column must be declared: an undeclared numeric column could be a rate nobody suppresses.
     ``keys`` identify a row (unique together); ``labels`` are descriptive text passed through;
     ``counts`` are person counts (patients, listed persons); ``derived`` values are built on them.
+    ``decided`` names a boolean column: the rows whose figures the answer store hides in every
+    view (:mod:`workbench.answers.protected`, decided over the relations between views); their
+    counts (those of ``decides``; all when empty) are hidden here whatever their size, and the
+    column itself is not published.
     """
 
     keys: tuple[str, ...]
@@ -173,16 +178,19 @@ class TableSpec:
     derived: tuple[Derived, ...] = ()
     margins: tuple[Margin, ...] = ()
     labels: tuple[str, ...] = ()
+    decided: str | None = None
+    decides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("keys", "counts", "derived", "margins", "labels"):
+        for name in ("keys", "counts", "derived", "margins", "labels", "decides"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         _check_spec(self)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (*self.keys, *self.labels, *self.counts, *(d.column for d in self.derived))
+        return (*self.keys, *self.labels, *self.counts, *(d.column for d in self.derived),
+                *((self.decided,) if self.decided else ()))
 
 
 @dataclass(frozen=True)
@@ -291,9 +299,13 @@ def apply(
     equations = _equations(frame, spec)
     _check_margins(frame, spec, equations)
     hidden, primary = {}, {}
+    decided = (frame[spec.decided].to_numpy(dtype=bool) if spec.decided
+               else np.zeros(len(frame), dtype=bool))
     for count in spec.counts:
         values = frame[count].to_numpy(dtype=float)
-        hidden[count], primary[count] = _protect(values, equations, policy.threshold, count)
+        forced = decided if not spec.decides or count in spec.decides else None
+        hidden[count], primary[count] = _protect(values, equations, policy.threshold, count,
+                                                 forced)
     # Built column by column into one new frame: a page publishes a dozen small tables, and
     # pandas' per-column assignment, ``where`` and ``astype`` cost more than the rules do.
     hide = {count: hidden[count] for count in spec.counts} if not analyst else {}
@@ -301,7 +313,7 @@ def apply(
         hide.update({d.column: _derived_mask(frame, spec, d, hidden) for d in spec.derived})
     valued = {*spec.counts, *(d.column for d in spec.derived)}
     columns = {column: _nullable(series, hide.get(column)) if column in valued else series.array
-               for column, series in frame.items()}
+               for column, series in frame.items() if column != spec.decided}
     for count in spec.counts:
         columns[_flag(count)] = hidden[count]
         if analyst:
@@ -394,6 +406,9 @@ def _check_spec(spec: TableSpec) -> None:
             )
         if d.share_of is not None and not set(d.share_of) <= set(spec.keys):
             raise ValueError(f"share_of of {d.column!r} must name key columns, got {d.share_of}")
+    if not set(spec.decides) <= set(spec.counts) or (spec.decides and not spec.decided):
+        raise ValueError(f"decides {spec.decides} must name counts {spec.counts} of a decided "
+                         "column")
     for m in spec.margins:
         if m.column not in spec.keys:
             raise ValueError(f"margin column {m.column!r} is not a key column {spec.keys}")
@@ -414,6 +429,8 @@ def _check_table(frame: pd.DataFrame, spec: TableSpec) -> None:
                          "appear more than once")
     if spec.keys and len(set(_key_tuples(frame, spec.keys))) < len(frame):
         raise ValueError(f"key columns {spec.keys} do not identify rows uniquely")
+    if spec.decided and not pd.api.types.is_bool_dtype(frame[spec.decided].dtype):
+        raise ValueError(f"column {spec.decided!r} (decided) is not boolean")
     for column in (*spec.counts, *(d.column for d in spec.derived)):
         dtype = frame[column].dtype
         if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
@@ -505,10 +522,14 @@ def _groups(frame: pd.DataFrame, keys: list[str]) -> list[np.ndarray]:
 
 
 def _protect(
-    values: np.ndarray, equations: list[Equation], threshold: float, column: str
+    values: np.ndarray, equations: list[Equation], threshold: float, column: str,
+    decided: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Primary and secondary suppression of one count column: (hidden, primary) masks."""
+    """Primary and secondary suppression of one count column: (hidden, primary) masks; the
+    ``decided`` rows (hidden in every view by the answer store) count as primary."""
     primary = (values > 0) & (values < threshold)
+    if decided is not None:
+        primary |= decided & (values > 0)
     hidden = primary.copy()
     while True:
         _close(values, hidden, equations, threshold)

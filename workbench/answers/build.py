@@ -15,7 +15,9 @@ order:
    every level (:mod:`.cells`);
 4. **parts** — the same for the parts of a selection by a property of what was dispensed:
    depot, addictive, pack size, product;
-5. **listed** — listed persons per unit × period × stratum (:mod:`.listed`).
+5. **listed** — listed persons per unit × period × stratum (:mod:`.listed`);
+6. **protection** — which figures no view may publish, decided over every relation between them
+   a viewer can combine (:mod:`.protected`).
 
 The engine's expressions stay the definition: the build calls them (redemption facts, redemption
 days and their new-use flag, the listed marts, the consumption-group labels) and
@@ -35,6 +37,7 @@ import ibis.expr.types as ir
 
 from workbench.answers import cells as C
 from workbench.answers import persons as P
+from workbench.answers import protected as Q
 from workbench.answers.codes import (
     Selections,
     lookback_codes,
@@ -46,6 +49,7 @@ from workbench.answers.codes import (
 from workbench.answers.listed import practice_listed, unit_listed
 from workbench.answers.periods import store_periods
 from workbench.definitions import Definitions
+from workbench.disclosure import DEFAULT_POLICY
 from workbench.engine.facts import redemption_facts
 from workbench.engine.months import month_index
 from workbench.engine.periods import Period
@@ -114,8 +118,10 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
     """Every answer table, materialised through ``put(name, expression)`` (which returns the
     stored table). Intermediate tables are named ``scratch_*``; the answers are ``cells``,
     ``parts``, ``listed``, ``periods`` and ``selections``. The person-level steps take a share
-    of the persons (practices) of about ``chunk_rows`` redemptions at a time."""
+    of the persons (practices) of about ``chunk_rows`` redemptions at a time. Built whole
+    (``periods`` not given), the figures no view may publish are ``hidden`` (:func:`protect`)."""
     progress = progress or Progress(say=lambda _: None)
+    whole = periods is None
     if periods is None:
         periods = store_periods(*data_span(reg))
     if not periods:
@@ -221,12 +227,27 @@ def build_answers(reg: Registers, definitions: Definitions, put: Put,
         listed = ibis.union(*levels)
         listed = listed.join(ptable.select("pid", "period"), "pid").drop("pid")
         listed = keep(rows, "listed", listed.order_by(["level", "period", "unit_id"]))
-    return {"cells": cells, "parts": parts, "listed": listed, "periods": ptable,
-            "selections": selections,
+    found = {"cells": cells, "parts": parts, "listed": listed, "periods": ptable,
+             "selections": selections}
+    if whole:  # a refresh decides again over the whole store once it is merged
+        with progress.phase("protection") as rows:
+            found["hidden"] = keep(rows, "hidden", protect(
+                cells, parts, practices, selections, ptable, put, progress.say))
+    return {**found,
             # what the later phases (:mod:`.judged`) reuse
             "scratch_facts": coded, "scratch_period_months": pmonths,
             "scratch_practices": practices, "scratch_person_keys": keys}
 
+
+
+def protect(cells: ir.Table, parts: ir.Table, practices: ir.Table, selections: ir.Table,
+            periods: ir.Table, put: Put, say: Callable[[str], None]) -> ir.Table:
+    """Every figure a view may not publish, decided once over their relations
+    (:mod:`.protected`), by its keys."""
+    aggs = put("scratch_aggregates", Q.aggregates(cells, parts))
+    eqs = put("scratch_equations", Q.equations(aggs, Q.nesting(practices), selections, periods))
+    hidden = Q.decide(aggs, eqs, put, DEFAULT_POLICY.threshold, say)
+    return Q.hidden_figures(aggs, hidden).order_by(list(Q.KEYS))
 
 
 def _cell_nets(gp: ir.Table, pmonths: ir.Table, multi: ir.Table, person_periods: ir.Table,

@@ -32,6 +32,7 @@ from workbench.answers.build import (
     Progress,
     build_answers,
     data_span,
+    protect,
 )
 from workbench.answers.cells import LEVELS
 from workbench.answers.codes import period_codes
@@ -204,9 +205,10 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
             _build(con, reg, definitions, progress, FRESH_NONE, None, chunk_rows=chunk_rows)
         elif periods := refreshed_periods(store_periods(first, last), since):
             cohorts = followed_into(store_periods(first, last), since)
-            _build(con, reg, definitions, progress, FRESH, periods, cohorts,
-                   chunk_rows=chunk_rows)
+            answers = _build(con, reg, definitions, progress, FRESH, periods, cohorts,
+                             chunk_rows=chunk_rows)
             _merge(con, store_periods(first, last), cohorts, progress)
+            _protect(con, answers["scratch_practices"], progress)
         con.raw_sql(f"DETACH {SCRATCH_ALIAS}")
         scratch.unlink(missing_ok=True)
         Path(f"{scratch}.wal").unlink(missing_ok=True)
@@ -216,7 +218,7 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
         con.raw_sql(f"DETACH {REGISTER_ALIAS}")
         con.raw_sql("CHECKPOINT")
         tables = {name: int(con.table(name).count().to_pyarrow().as_py())
-                  for name in (*ANSWER_TABLES, "periods", "selections", "units")}
+                  for name in (*ANSWER_TABLES, "hidden", "periods", "selections", "units")}
     finally:
         con.disconnect()
         scratch.unlink(missing_ok=True)
@@ -322,6 +324,21 @@ def _merge(con: ibis.BaseBackend, held: tuple[Period, ...], cohorts: tuple[Perio
         con.create_table("periods", period_codes(held), overwrite=True)
         for name in ("selections", "units"):
             con.raw_sql(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {fresh}{name}")
+
+
+def _protect(con: ibis.BaseBackend, practices: ir.Table, progress: Progress) -> None:
+    """``hidden`` decided again over the merged store: a figure's relations reach into
+    periods the refresh kept (a year and its months)."""
+
+    def put(name: str, expr: ir.Table) -> ir.Table:
+        con.create_table(name, expr, database=(SCRATCH_ALIAS, "main"), overwrite=True)
+        return con.table(name, database=(SCRATCH_ALIAS, "main"))
+
+    with progress.phase("protection") as rows:
+        hidden = protect(con.table("cells"), con.table("parts"), practices,
+                         con.table("selections"), con.table("periods"), put, progress.say)
+        con.create_table("hidden", hidden, overwrite=True)
+        rows.append(int(con.table("hidden").count().to_pyarrow().as_py()))
 
 
 def refreshed_periods(held: tuple[Period, ...], since: dt.date) -> tuple[Period, ...]:

@@ -159,7 +159,8 @@ class AnswerStore:
     ) -> pd.DataFrame:
         """:meth:`measures` for several ``targets`` at once — ``(role, level, units)``, units
         ``None`` for every unit of the level — in one read; a ``role`` column names each
-        target's rows when roles are given (a page's unit, its cluster and the nation)."""
+        target's rows when roles are given (a page's unit, its cluster and the nation).
+        ``hidden`` says which rows' figures no view may publish (:mod:`.protected`)."""
         groups = [groups] if isinstance(groups, str) else list(groups)
         periods = self._check_periods([periods] if isinstance(periods, str) else periods)
         filters = dict(filters or {})
@@ -180,7 +181,8 @@ class AnswerStore:
                 frames.append(table)
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         roles = ["role"] if any(role is not None for role, _, _ in targets) else []
-        keep = ["level", "unit_id", "period", "group", *([by] if by else []), *wanted, *roles]
+        keep = ["level", "unit_id", "period", "group", *([by] if by else []), *wanted, *roles,
+                "hidden"]
         return df[keep]
 
     def _read(self, selections: Sequence[Selection], targets: Sequence[tuple],
@@ -202,9 +204,11 @@ class AnswerStore:
             sels = [s.sel for s in selections]
             value = by if by else "NULL"
             known = " AND sex IS NOT NULL" if person else ""
+            key = (f"sel AS hsel, '{by}' AS hdim, CAST({by} AS VARCHAR) AS hvalue" if by
+                   else "sel AS hsel, 'total' AS hdim, '' AS hvalue")
             statements.append(
                 f"SELECT 'num' AS part, level, unit_id, period, sel, CAST({value} AS VARCHAR) "
-                f"AS value, sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed "
+                f"AS value, sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed, {key} "
                 f"FROM cells WHERE ({where_units}) AND sel IN ({', '.join('?' * len(sels))}) "
                 f"AND period IN ({period_list}){known} GROUP BY ALL")
             params += [*unit_params, *sels, *periods]
@@ -212,18 +216,28 @@ class AnswerStore:
             sels = [s.sel for s in selections]
             known = " AND sex IS NOT NULL" if person else ""
             statements.append(
-                f"SELECT 'tot', level, unit_id, period, sel, NULL, sum(patients), sum(ddd), NULL "
-                f"FROM cells WHERE ({where_units}) AND sel IN ({', '.join('?' * len(sels))}) "
+                f"SELECT 'tot', level, unit_id, period, sel, NULL, sum(patients), sum(ddd), NULL, "
+                f"sel, 'total', '' FROM cells WHERE ({where_units}) AND sel IN "
+                f"({', '.join('?' * len(sels))}) "
                 f"AND period IN ({period_list}){known} GROUP BY ALL")
             params += [*unit_params, *sels, *periods]
         value = by if person else "NULL"
         known = " AND sex IS NOT NULL" if person else ""
         statements.append(
             f"SELECT 'lst', level, unit_id, period, NULL, CAST({value} AS VARCHAR), NULL, NULL, "
-            f"sum(listed) FROM listed WHERE ({where_units}) AND period IN ({period_list})"
-            f"{known} GROUP BY ALL")
+            f"sum(listed), NULL, NULL, NULL FROM listed WHERE ({where_units}) "
+            f"AND period IN ({period_list}){known} GROUP BY ALL")
         params += [*unit_params, *periods]
-        return self.sql(" UNION ALL ".join(statements), params)
+        # each figure's decision (:mod:`.protected`) comes with it: ``hidden`` when no view may
+        # publish it; the figure is named as the store's protection names it (hsel, hdim, hvalue)
+        query = (
+            f"SELECT r.* EXCLUDE (hsel, hdim, hvalue), h.level IS NOT NULL AS hidden "
+            f"FROM ({' UNION ALL '.join(statements)}) r LEFT JOIN (SELECT level, unit_id, sel, "
+            f"period, dim, value FROM hidden WHERE ({where_units}) AND period IN ({period_list})"
+            f") h ON h.level = CAST(r.level AS VARCHAR) AND h.unit_id = r.unit_id "
+            f"AND h.period = r.period AND h.sel = r.hsel AND h.dim = r.hdim "
+            f"AND h.value = r.hvalue")
+        return self.sql(query, [*params, *unit_params, *periods])
 
     def _targets_clause(self, targets: Sequence[tuple]) -> tuple[str, list[Any]]:
         clauses, params = [], []
@@ -247,7 +261,8 @@ class AnswerStore:
                 drugs = self.drugs_of(selection.group) or ["\0"]
                 parts.append(
                     f"SELECT 'num' AS part, level, unit_id, period, ? AS sel, sel AS value, "
-                    f"sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed FROM cells "
+                    f"sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed, "
+                    f"sel AS hsel, 'total' AS hdim, '' AS hvalue FROM cells "
                     f"WHERE ({where_units}) AND sel IN "
                     f"({', '.join('?' * len(drugs))}) AND period IN ({period_list}) GROUP BY ALL")
                 params += [selection.sel, *unit_params, *drugs, *periods]
@@ -255,7 +270,8 @@ class AnswerStore:
                 flag = str(bool(self.selections_flags.get(selection.sel)))
                 parts.append(
                     f"SELECT 'num' AS part, level, unit_id, period, sel, ? AS value, "
-                    f"sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed FROM cells "
+                    f"sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed, "
+                    f"sel AS hsel, 'total' AS hdim, '' AS hvalue FROM cells "
                     f"WHERE ({where_units}) AND sel = ? AND period IN "
                     f"({period_list}) GROUP BY ALL")
                 params += [flag, *unit_params, selection.sel, *periods]
@@ -265,7 +281,8 @@ class AnswerStore:
                     sels = self.drugs_of(selection.group) or [selection.sel]
                 parts.append(
                     f"SELECT 'num' AS part, level, unit_id, period, ? AS sel, value, "
-                    f"sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed FROM parts "
+                    f"sum(patients) AS patients, sum(ddd) AS ddd, NULL AS listed, "
+                    f"sel AS hsel, CAST(dim AS VARCHAR) AS hdim, value AS hvalue FROM parts "
                     f"WHERE ({where_units}) AND sel IN "
                     f"({', '.join('?' * len(sels))}) AND period IN ({period_list}) AND dim = ? "
                     f"GROUP BY ALL")
@@ -295,16 +312,17 @@ class AnswerStore:
             # every person cell with listed persons, and any a patient falls in
             cells = pd.concat([listed[[*keys, by]], numerator[[*keys, by]]]).drop_duplicates()
             frame = frame.merge(cells, on=keys, how="left")
-            table = frame.merge(numerator[[*keys, by, "patients", "ddd"]], on=[*keys, by],
-                                how="left")
+            table = frame.merge(numerator[[*keys, by, "patients", "ddd", "hidden"]],
+                                on=[*keys, by], how="left")
             table = table.merge(listed[[*keys, by, "listed"]], on=[*keys, by], how="left")
         else:
-            cols = [*keys, *([by] if by else []), "patients", "ddd"]
+            cols = [*keys, *([by] if by else []), "patients", "ddd", "hidden"]
             table = frame.merge(numerator[cols], on=keys, how="left")
             table = table.merge(listed[[*keys, "listed"]], on=keys, how="left")
         table["patients"] = table["patients"].fillna(0).astype("int64")
         table["ddd"] = table["ddd"].fillna(0.0).astype(float)
         table["listed"] = table["listed"].fillna(0.0).astype(float)
+        table["hidden"] = table["hidden"].astype("boolean").fillna(False).astype(bool)
         if by is not None:
             totals = mine[mine["part"] == "tot"][[*keys, "patients"]].rename(
                 columns={"patients": "group_patients"})

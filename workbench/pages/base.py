@@ -101,7 +101,8 @@ def measure_spec(
     share_of: dict[str, str] | None = None,
 ) -> TableSpec:
     """The disclosure spec of an engine table: ``patients`` and ``listed`` are person counts,
-    every rate is built on both, DDD and shares on the patients; other columns are labels."""
+    every rate is built on both, DDD and shares on the patients; ``hidden`` (the answer store's
+    decision) is the rows no view may publish; other columns are labels."""
     counts = tuple(c for c in ("patients", "listed") if c in df.columns)
     derived = []
     if "share" in df.columns:
@@ -111,10 +112,12 @@ def measure_spec(
     for rate in (*RATES, "index", "percentile"):
         if rate in df.columns:
             derived.append(Derived(rate, on=counts))
-    declared = {*keys, *counts, *(d.column for d in derived)}
+    decided = "hidden" if "hidden" in df.columns else None
+    declared = {*keys, *counts, *(d.column for d in derived), decided}
     labels = tuple(c for c in df.columns if c not in declared)
     return TableSpec(keys=keys, counts=counts, derived=tuple(derived), margins=margins,
-                     labels=labels)
+                     labels=labels, decided=decided,
+                     decides=("patients",) if decided and "patients" in counts else ())
 
 
 def publish(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
