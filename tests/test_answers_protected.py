@@ -37,12 +37,12 @@ def _hidden(cells: ibis.Table, nesting: list[tuple], selections: list[tuple],
     def put(name: str, expr: ibis.Table) -> ibis.Table:
         return con.create_table(name, expr, overwrite=True)
 
-    aggs = put("aggs", aggregates(cells, parts))
+    figs = aggregates(cells, parts, put)
     eqs = put("eqs", equations(
-        aggs, ibis.memtable(nesting, schema=NESTING_SCHEMA),
+        figs, ibis.memtable(nesting, schema=NESTING_SCHEMA),
         ibis.memtable(selections, schema=SELECTIONS_SCHEMA),
         ibis.memtable(periods, schema=PERIODS_SCHEMA)))
-    found = con.execute(hidden_figures(aggs, decide(aggs, eqs, put)))
+    found = con.execute(hidden_figures(figs, decide(figs, eqs, put)))
     return {(r.unit_id, r.sel, r.period, r.dim, r.value): r.primary
             for r in found.itertuples()}
 
@@ -132,3 +132,45 @@ def test_nothing_is_hidden_when_no_figure_is_small(threshold) -> None:
                     ("cluster", "B", "G", "2025", 20)])
     assert _hidden(cells, [("cluster", "A", "region", "R"), ("cluster", "B", "region", "R")],
                    [("G", "group", "G")], YEAR) == {}
+
+
+def test_every_relation_a_viewer_can_combine_is_found_once() -> None:
+    """P1 in K1; drug D in group G; months M1, M2 in the quarter Q; P1's D in M1 split by sex.
+    The relations, worked out by hand: K1 = P1 (per selection × period × value), G = D (per
+    unit × period × value), Q = M1 + M2 (per unit × selection × value), and P1's D in M1 = its
+    F (K1's too, one practice). G has no F (a hand-made store): D's F has no relation in G, nor
+    M1's F in Q."""
+    rows = [(lv, u, s, p, 4, {"sex": "F"} if (s, p) == ("D", "M1") else {})
+            for lv, u in (("practice", "P1"), ("cluster", "K1"))
+            for s in ("G", "D") for p in ("M1", "M2", "Q")]
+    con = ibis.duckdb.connect()
+
+    def put(name: str, expr: ibis.Table) -> ibis.Table:
+        return con.create_table(name, expr, overwrite=True)
+
+    figs = aggregates(_cells(rows), NO_PARTS, put)
+    eqs = equations(figs, ibis.memtable([("practice", "P1", "cluster", "K1")],
+                                        schema=NESTING_SCHEMA),
+                    ibis.memtable([("G", "group", "G"), ("D", "drug", "G")],
+                                  schema=SELECTIONS_SCHEMA),
+                    ibis.memtable([("M1", "month", 0, 1), ("M2", "month", 1, 2),
+                                   ("Q", "quarter", 0, 3)], schema=PERIODS_SCHEMA))
+    labels = (figs.table.join(figs.units, "uid").join(figs.sels, "sid")
+              .join(figs.periods, "pid").join(figs.values, "dv"))
+    name = {r.id: (r.unit_id, r.sel, r.period, r.value or r.dim)
+            for r in con.execute(labels).itertuples()}
+    found = {(name[r.tid], r.eq % 64, name[r.id]) for r in con.execute(eqs).itertuples()}
+    assert len(found) == len(con.execute(eqs))  # no relation twice
+    expected = set()
+    for s in ("G", "D"):
+        for p in ("M1", "M2", "Q"):
+            expected.add((("K1", s, p, "total"), 10, ("P1", s, p, "total")))
+    for u in ("P1", "K1"):
+        for p in ("M1", "M2", "Q"):
+            expected.add(((u, "G", p, "total"), 20, (u, "D", p, "total")))
+        for s in ("G", "D"):
+            for m in ("M1", "M2"):
+                expected.add(((u, s, "Q", "total"), 30, (u, s, m, "total")))
+        expected.add(((u, "D", "M1", "total"), 1, (u, "D", "M1", "F")))
+    expected.add((("K1", "D", "M1", "F"), 10, ("P1", "D", "M1", "F")))
+    assert found == expected

@@ -244,10 +244,10 @@ def protect(cells: ir.Table, parts: ir.Table, practices: ir.Table, selections: i
             periods: ir.Table, put: Put, say: Callable[[str], None]) -> ir.Table:
     """Every figure a view may not publish, decided once over their relations
     (:mod:`.protected`), by its keys."""
-    aggs = put("scratch_aggregates", Q.aggregates(cells, parts))
-    eqs = put("scratch_equations", Q.equations(aggs, Q.nesting(practices), selections, periods))
-    hidden = Q.decide(aggs, eqs, put, DEFAULT_POLICY.threshold, say)
-    return Q.hidden_figures(aggs, hidden).order_by(list(Q.KEYS))
+    figs = Q.aggregates(cells, parts, put)
+    eqs = put("scratch_equations", Q.equations(figs, Q.nesting(practices), selections, periods))
+    hidden = Q.decide(figs, eqs, put, DEFAULT_POLICY.threshold, say)
+    return Q.hidden_figures(figs, hidden).order_by(list(Q.KEYS))
 
 
 def _cell_nets(gp: ir.Table, pmonths: ir.Table, multi: ir.Table, person_periods: ir.Table,

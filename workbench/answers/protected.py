@@ -25,11 +25,18 @@ patients is hidden (primary); in every relation with a hidden figure, when exact
 or the hidden parts together are under ``threshold`` beside a published total, the smallest
 published non-zero part is hidden too, and when no part can be, the total. Every round reads only
 the relations a figure hidden in the previous round is in. Zero is published: it describes nobody.
+
+Figures and relations are integers (:class:`Figures`): a figure's id packs its unit, selection,
+period and breakdown value, so a part's total is its id with one of them swapped, found by
+arithmetic or a join with a small table; a relation is named by its total's id and a code. Joined
+on their six labels, Odense's relations took 6 minutes to find (and a municipality's ran out of
+memory); see docs/figures.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
@@ -41,13 +48,47 @@ MAX_ROUNDS = 100
 
 Put = Callable[[str, ir.Table], ir.Table]
 
+# A relation is named ``total id * 64 + code``: a figure is the total of one relation per
+# breakdown, per level nested in its unit, of its drugs and per kind of shorter period.
+CODES = {"sex": 1, "age_group": 2, "consumption_group": 3, "started": 4, "depot": 5,
+         "addictive": 6, "pack_size": 7, "product": 8,
+         "unit:practice": 10, "unit:cluster": 11, "unit:municipality": 12, "unit:region": 13,
+         "drugs": 20, "period:month": 30, "period:quarter": 31}
+OTHER = 9  # a breakdown the codes don't name (none today)
+SLOTS = 64
 
-def aggregates(cells: ir.Table, parts: ir.Table) -> ir.Table:
-    """Every figure a view can publish, ``(level, unit_id, sel, period, dim, value, patients,
-    id)``: totals and person breakdowns summed from the cells, the parts as stored."""
+
+@dataclass(frozen=True)
+class Figures:
+    """Every figure a view can publish, ``table`` (``id``, ``uid``, ``sid``, ``pid``, ``dv``,
+    ``code``, ``patients``), and the small tables naming its codes: ``units`` (``uid``,
+    ``level``, ``unit_id``), ``sels`` (``sid``, ``sel``), ``periods`` (``pid``, ``period``),
+    ``values`` (``dv``, ``dim``, ``value``; ``dv`` 0 is the total). ``id`` is
+    ``((uid * n_sels + sid) * n_periods + pid) * n_values + dv``."""
+
+    table: ir.Table
+    units: ir.Table
+    sels: ir.Table
+    periods: ir.Table
+    values: ir.Table
+    n_sels: int
+    n_periods: int
+    n_values: int
+
+    @property
+    def unit_step(self) -> int:
+        return self.n_sels * self.n_periods * self.n_values
+
+    @property
+    def sel_step(self) -> int:
+        return self.n_periods * self.n_values
+
+
+def labelled(cells: ir.Table, parts: ir.Table) -> ir.Table:
+    """Every figure by its labels (``KEYS``, ``patients``): totals and person breakdowns summed
+    from the cells, the parts as stored."""
     base = ["level", "unit_id", "sel", "period"]
-    text = {c: cells[c].cast("string") for c in base}
-    cells = cells.mutate(**text)
+    cells = cells.mutate(**{c: cells[c].cast("string") for c in base})
     pieces = [cells.group_by(base).aggregate(patients=cells.patients.sum())
               .mutate(dim=ibis.literal(TOTAL), value=ibis.literal(""))]
     for dim in PERSON_DIMS:
@@ -57,19 +98,37 @@ def aggregates(cells: ir.Table, parts: ir.Table) -> ir.Table:
     parts = parts.mutate(**{c: parts[c].cast("string") for c in (*base, "dim", "value")})
     pieces.append(parts.group_by([*base, "dim", "value"]).aggregate(
         patients=parts.patients.sum()))
-    found = ibis.union(*(p.select(*KEYS, "patients") for p in pieces))
-    return found.mutate(id=ibis.row_number().over(order_by=list(KEYS)).cast("int64"))
+    return ibis.union(*(p.select(*KEYS, "patients") for p in pieces))
 
 
-# An equation is named by its total's figure and which of the total's relations it is (a
-# figure is the total of one relation per breakdown, per level nested in its unit, of its
-# drugs, and per kind of shorter period): ``total id * 64 + code`` — integers, not the labels
-# joined (as text, a municipality's equations ran out of the build's memory).
-CODES = {"sex": 1, "age_group": 2, "consumption_group": 3, "started": 4, "depot": 5,
-         "addictive": 6, "pack_size": 7, "product": 8,
-         "unit:practice": 10, "unit:cluster": 11, "unit:municipality": 12, "unit:region": 13,
-         "drugs": 20, "period:month": 30, "period:quarter": 31}
-OTHER = 9  # a breakdown the codes don't name (none today)
+def _count(table: ir.Table) -> int:
+    return int(table.count().to_pyarrow().as_py())
+
+
+def aggregates(cells: ir.Table, parts: ir.Table, put: Put) -> Figures:
+    """Every figure a view can publish, coded (:class:`Figures`), materialised through ``put``."""
+    found = put("scratch_figure_labels", labelled(cells, parts))
+
+    def coded(name: str, cols: list[str], code: str, order: list) -> ir.Table:
+        names = found.select(*cols).distinct()
+        return put(name, names.mutate(**{code: ibis.row_number().over(order_by=order)
+                                         .cast("int64")}))
+
+    units = coded("scratch_figure_units", ["level", "unit_id"], "uid", ["level", "unit_id"])
+    sels = coded("scratch_figure_sels", ["sel"], "sid", ["sel"])
+    periods = coded("scratch_figure_periods", ["period"], "pid", ["period"])
+    d = found.select("dim", "value").distinct()
+    values = coded("scratch_figure_values", ["dim", "value"], "dv",
+                   [(d.dim != TOTAL).cast("int8"), "dim", "value"])
+    n_sels, n_periods, n_values = _count(sels), _count(periods), _count(values)
+    t = (found.join(units, ["level", "unit_id"]).join(sels, "sel").join(periods, "period")
+         .join(values, ["dim", "value"]))
+    table = t.select(
+        id=((t.uid * n_sels + t.sid) * n_periods + t.pid) * n_values + t.dv,
+        uid=t.uid, sid=t.sid, pid=t.pid, dv=t.dv,
+        code=ibis.ifelse(t.dim == TOTAL, 0, _code(t.dim)), patients=t.patients)
+    return Figures(put("scratch_figures", table), units, sels, periods, values,
+                   n_sels, n_periods, n_values)
 
 
 def _code(value: ir.StringValue, prefix: str = "") -> ir.IntegerValue:
@@ -78,91 +137,95 @@ def _code(value: ir.StringValue, prefix: str = "") -> ir.IntegerValue:
     return ibis.cases(*((value == name, code) for name, code in names), else_=OTHER)
 
 
-def _eq(total: ir.IntegerValue, code: ir.IntegerValue) -> ir.IntegerValue:
-    return total * 64 + code
-
-
-def equations(aggs: ir.Table, nesting: ir.Table, selections: ir.Table, periods: ir.Table
+def equations(figs: Figures, nesting: ir.Table, selections: ir.Table, periods: ir.Table
               ) -> ir.Table:
-    """``(eq, id, total)``: the figure ``id`` is a part, or the total, of relation ``eq``.
+    """``(eq, tid, id, patients)``: the figure ``id`` (of ``patients``) is a part of relation
+    ``eq``, whose total is the figure ``tid`` (``eq // 64``).
 
     ``nesting`` is ``(child_level, child_id, level, unit_id)`` (each unit and the unit of the
     next level it lies in), ``selections`` the store's (``sel``, ``kind``, ``group``),
     ``periods`` the store's (``period``, ``kind``, ``first``, ``end``: months as integers)."""
-    a = aggs.select(*KEYS, "id")
-    totals = a.select(*KEYS, tid=a.id)
+    f = figs.table
     pieces = []
 
-    def members(parts: ir.Table, code: ir.IntegerValue) -> None:
-        """``parts`` (``id``, ``tid``): a part and its total, of the relation ``code``."""
-        eq = _eq(parts.tid, code)
-        pieces.append(parts.select(eq=eq, id=parts.id, total=ibis.literal(False)))
-        pieces.append(parts.select(eq=eq, id=parts.tid, total=ibis.literal(True)).distinct())
+    def members(parts: ir.Table, tid: ir.IntegerValue, code: ir.IntegerValue | int) -> None:
+        pieces.append(parts.select(eq=tid * SLOTS + code, tid=tid, id=parts.id,
+                                   patients=parts.patients))
 
-    # breakdowns: a unit's values of one dim, and its total
-    split = a.filter(a.dim != TOTAL)
-    whole = totals.filter(totals.dim == TOTAL).drop("dim", "value")
-    found = split.join(whole, ["level", "unit_id", "sel", "period"])
-    members(found, _code(found.dim))
+    # breakdowns: a unit's values of one dim, and its total (the same id with dv 0)
+    split = f.filter(f.dv != 0)
+    members(split, split.id - split.dv, split.code)
     # units: the units of a level in the unit of the next
-    child = a.join(nesting, [a.level == nesting.child_level, a.unit_id == nesting.child_id])
-    child = child.select("id", "sel", "period", "dim", "value", "child_level",
-                         level=child.level_right, unit_id=child.unit_id_right)
-    found = child.join(totals, list(KEYS))
-    members(found, _code(found.child_level, "unit:"))
+    u = figs.units
+    pairs = (nesting.join(u, [nesting.child_level == u.level, nesting.child_id == u.unit_id])
+             .select("level", "unit_id", "child_level", child_uid="uid"))
+    pairs = pairs.join(u.select("level", "unit_id", parent_uid="uid"), ["level", "unit_id"])
+    pairs = pairs.select("child_uid", "child_level", "parent_uid")
+    pairs = pairs.mutate(unit_code=_code(pairs.child_level, "unit:"))
+    child = f.join(pairs, f.uid == pairs.child_uid)
+    members(child, child.id + (child.parent_uid - child.uid) * figs.unit_step, child.unit_code)
     # drugs: a group's drugs
+    s = figs.sels
     drugs = selections.filter(selections.kind == "drug").select("sel", "group")
-    drug = a.join(drugs, "sel")
-    drug = drug.select("id", "level", "unit_id", "period", "dim", "value", sel=drug.group)
-    found = drug.join(totals, list(KEYS))
-    members(found, ibis.literal(CODES["drugs"]))
+    drugs = drugs.join(s, "sel").select("group", drug_sid="sid")
+    drugs = drugs.join(s.select(group="sel", group_sid="sid"), "group").select(
+        "drug_sid", "group_sid")
+    drug = f.join(drugs, f.sid == drugs.drug_sid)
+    members(drug, drug.id + (drug.group_sid - drug.sid) * figs.sel_step, CODES["drugs"])
     # periods: the months (and quarters) a longer period is made of
-    spans = periods.select("period", "kind", "first", "end")
+    spans = periods.select("period", "kind", "first", "end").join(figs.periods, "period")
+    spans = spans.select("pid", "kind", "first", "end")
     small = spans.filter(spans.kind.isin(["month", "quarter"]))
-    big = spans.filter(spans.kind.isin(["quarter", "year", "r12"]))
-    inside = small.join(big, [small.first >= big.first, small.end <= big.end,
-                              small.kind != big.kind])
-    inside = inside.filter((inside.kind == "month") | (inside.kind_right == "year")).select(
-        sub=inside.period, sub_kind=inside.kind, whole=inside.period_right)
-    sub = a.join(inside, a.period == inside.sub)
-    sub = sub.select("id", "level", "unit_id", "sel", "dim", "value", "sub_kind",
-                     period=sub.whole)
-    found = sub.join(totals, list(KEYS))
-    members(found, _code(found.sub_kind, "period:"))
-    return ibis.union(*pieces)
+    big = spans.filter(spans.kind.isin(["quarter", "year", "r12"])).select(
+        whole="pid", whole_kind="kind", whole_first="first", whole_end="end")
+    inside = small.join(big, [small.first >= big.whole_first, small.end <= big.whole_end,
+                              small.kind != big.whole_kind])
+    inside = inside.filter((inside.kind == "month") | (inside.whole_kind == "year")).select(
+        sub=inside.pid, whole=inside.whole, period_code=_code(inside.kind, "period:"))
+    sub = f.join(inside, f.pid == inside.sub)
+    members(sub, sub.id + (sub.whole - sub.pid) * figs.n_values, sub.period_code)
+    # a total no view publishes (a consumption group a person is in for a month, not for the
+    # year) has no relation
+    found = ibis.union(*pieces)
+    return found.semi_join(f.select(tid="id"), "tid")
 
 
-def decide(aggs: ir.Table, eqs: ir.Table, put: Put, threshold: int = 5,
+def decide(figs: Figures, eqs: ir.Table, put: Put, threshold: int = 5,
            say: Callable[[str], None] = lambda _: None) -> ir.Table:
     """``(id, primary)`` of every hidden figure (see the module's docstring); ``put``
     materialises each round (the rounds build on the last)."""
-    figures = aggs.select("id", "patients")
+    figures = figs.table.select("id", "patients")
     hidden = put("scratch_hidden_0", figures.filter(
         figures.patients.between(1, threshold - 1)).select("id", primary=ibis.literal(True)))
     fresh = hidden.select("id")
     for round_ in range(1, MAX_ROUNDS + 1):
-        touched = eqs.join(fresh, "id").select("eq").distinct()
-        members = eqs.join(touched, "eq").join(figures, "id")
-        marked = members.left_join(hidden.select("id", hid=ibis.literal(True)), "id")
-        marked = marked.mutate(hid=marked.hid.fill_null(False)).drop("id_right")
-        open_part = ~marked.hid & ~marked.total & (marked.patients > 0)
-        stats = marked.group_by("eq").aggregate(
+        # the relations a figure hidden last round is a part or the total of
+        touched = ibis.union(eqs.join(fresh, "id").select("eq"),
+                             eqs.join(fresh, eqs.tid == fresh.id).select("eq")).distinct()
+        members = eqs if round_ == 1 else eqs.join(touched, "eq")  # round 1 touches most
+        hid = hidden.select("id", hid=ibis.literal(True))
+        marked = members.left_join(hid, "id").drop("id_right")
+        marked = marked.mutate(hid=marked.hid.fill_null(False))
+        open_part = ~marked.hid & (marked.patients > 0)
+        stats = marked.group_by(["eq", "tid"]).aggregate(
             n_hidden=marked.hid.cast("int64").sum(),
-            hidden_sum=ibis.ifelse(marked.hid & ~marked.total, marked.patients, 0).sum(),
-            total_hidden=(marked.hid & marked.total).any(),
+            hidden_sum=ibis.ifelse(marked.hid, marked.patients, 0).sum(),
             open_parts=open_part.cast("int64").sum())
-        exposed = stats.filter((stats.n_hidden > 0) & (
-            (stats.n_hidden == 1) | (~stats.total_hidden & (stats.hidden_sum < threshold))))
-        rows = marked.join(exposed, "eq")
+        stats = stats.left_join(hid, stats.tid == hid.id).drop("id")
+        stats = stats.mutate(total_hidden=stats.hid.fill_null(False)).drop("hid")
+        n_hidden = stats.n_hidden + stats.total_hidden.cast("int64")
+        exposed = stats.filter((n_hidden > 0) & ((n_hidden == 1) | (
+            ~stats.total_hidden & (stats.hidden_sum < threshold))))
         # the smallest published non-zero part of each exposed relation (by id on a tie) ...
-        parts = rows.filter(~rows.hid & ~rows.total & (rows.patients > 0) & (rows.open_parts > 0))
+        rows = marked.join(exposed.filter(exposed.open_parts > 0).select("eq"), "eq")
+        parts = rows.filter(~rows.hid & (rows.patients > 0))
         smallest = parts.group_by("eq").aggregate(
             id=parts.id.argmin(parts.patients.cast("float64") * 2.0**40 + parts.id))
         # ... or, when none can be, its total
-        totals = rows.filter(~rows.hid & rows.total & (rows.open_parts == 0)).select("eq", "id")
+        totals = exposed.filter(~exposed.total_hidden & (exposed.open_parts == 0))
         new = put(f"scratch_hidden_new_{round_}", ibis.union(
-            smallest.select("id"), totals.select("id")).distinct())
-        count = int(new.count().to_pyarrow().as_py())
+            smallest.select("id"), totals.select(id=totals.tid)).distinct())
+        count = _count(new)
         say(f"answers: protection, round {round_}: {count:,} complements")
         if not count:
             return hidden
@@ -188,7 +251,8 @@ def nesting(practices: ir.Table) -> ir.Table:
     found = []
     for child_level, child, level, unit in pairs:
         known = p.filter(p[child].notnull() & p[unit].notnull())
-        links = known.select(child_id=known[child], unit_id=known[unit]).distinct()
+        links = known.select(child_id=known[child].cast("string"),
+                             unit_id=known[unit].cast("string")).distinct()
         single = links.group_by("child_id").aggregate(n=links.count()).filter(lambda t: t.n == 1)
         found.append(links.join(single.select("child_id"), "child_id").select(
             child_level=ibis.literal(child_level), child_id="child_id",
@@ -196,6 +260,9 @@ def nesting(practices: ir.Table) -> ir.Table:
     return ibis.union(*found)
 
 
-def hidden_figures(aggs: ir.Table, hidden: ir.Table) -> ir.Table:
-    """The hidden figures by their keys (what the pages read), with ``primary``."""
-    return aggs.join(hidden, "id").select(*KEYS, "primary")
+def hidden_figures(figs: Figures, hidden: ir.Table) -> ir.Table:
+    """The hidden figures by their labels (what the pages read), with ``primary``."""
+    t = (figs.table.select("id", "uid", "sid", "pid", "dv").join(hidden, "id")
+         .join(figs.units, "uid").join(figs.sels, "sid").join(figs.periods, "pid")
+         .join(figs.values, "dv"))
+    return t.select(*KEYS, "primary")
