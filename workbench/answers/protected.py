@@ -71,9 +71,15 @@ class Figures:
     sels: ir.Table
     periods: ir.Table
     values: ir.Table
+    n_units: int
     n_sels: int
     n_periods: int
     n_values: int
+
+    @property
+    def id_bits(self) -> int:
+        """How many bits the ids take (a part's patients and id order in one integer)."""
+        return (self.n_units * self.unit_step).bit_length()
 
     @property
     def unit_step(self) -> int:
@@ -120,7 +126,7 @@ def aggregates(cells: ir.Table, parts: ir.Table, put: Put) -> Figures:
     d = found.select("dim", "value").distinct()
     values = coded("scratch_figure_values", ["dim", "value"], "dv",
                    [(d.dim != TOTAL).cast("int8"), "dim", "value"])
-    n_sels, n_periods, n_values = _count(sels), _count(periods), _count(values)
+    n_units, n_sels, n_periods, n_values = (_count(t) for t in (units, sels, periods, values))
     t = (found.join(units, ["level", "unit_id"]).join(sels, "sel").join(periods, "period")
          .join(values, ["dim", "value"]))
     table = t.select(
@@ -128,7 +134,7 @@ def aggregates(cells: ir.Table, parts: ir.Table, put: Put) -> Figures:
         uid=t.uid, sid=t.sid, pid=t.pid, dv=t.dv,
         code=ibis.ifelse(t.dim == TOTAL, 0, _code(t.dim)), patients=t.patients)
     return Figures(put("scratch_figures", table), units, sels, periods, values,
-                   n_sels, n_periods, n_values)
+                   n_units, n_sels, n_periods, n_values)
 
 
 def _code(value: ir.StringValue, prefix: str = "") -> ir.IntegerValue:
@@ -195,6 +201,11 @@ def decide(figs: Figures, eqs: ir.Table, put: Put, threshold: int = 5,
     """``(id, primary)`` of every hidden figure (see the module's docstring); ``put``
     materialises each round (the rounds build on the last)."""
     figures = figs.table.select("id", "patients")
+    most = int(figures.patients.max().to_pyarrow().as_py() or 0)
+    if most.bit_length() + figs.id_bits > 62:
+        raise ValueError(f"{most:,} patients in one figure beside {figs.id_bits}-bit ids: "
+                         "too many to order parts by patients and id in one integer")
+    order = 1 << figs.id_bits
     hidden = put("scratch_hidden_0", figures.filter(
         figures.patients.between(1, threshold - 1)).select("id", primary=ibis.literal(True)))
     fresh = hidden.select("id")
@@ -207,24 +218,21 @@ def decide(figs: Figures, eqs: ir.Table, put: Put, threshold: int = 5,
         marked = members.left_join(hid, "id").drop("id_right")
         marked = marked.mutate(hid=marked.hid.fill_null(False))
         open_part = ~marked.hid & (marked.patients > 0)
+        # one pass: what is hidden in each relation, and its smallest published non-zero part
+        # (by id on a tie)
         stats = marked.group_by(["eq", "tid"]).aggregate(
             n_hidden=marked.hid.cast("int64").sum(),
             hidden_sum=ibis.ifelse(marked.hid, marked.patients, 0).sum(),
-            open_parts=open_part.cast("int64").sum())
+            smallest=marked.id.argmin(marked.patients * order + marked.id, where=open_part))
         stats = stats.left_join(hid, stats.tid == hid.id).drop("id")
         stats = stats.mutate(total_hidden=stats.hid.fill_null(False)).drop("hid")
         n_hidden = stats.n_hidden + stats.total_hidden.cast("int64")
         exposed = stats.filter((n_hidden > 0) & ((n_hidden == 1) | (
             ~stats.total_hidden & (stats.hidden_sum < threshold))))
-        # the smallest published non-zero part of each exposed relation (by id on a tie) ...
-        rows = marked.join(exposed.filter(exposed.open_parts > 0).select("eq"), "eq")
-        parts = rows.filter(~rows.hid & (rows.patients > 0))
-        smallest = parts.group_by("eq").aggregate(
-            id=parts.id.argmin(parts.patients.cast("float64") * 2.0**40 + parts.id))
-        # ... or, when none can be, its total
-        totals = exposed.filter(~exposed.total_hidden & (exposed.open_parts == 0))
-        new = put(f"scratch_hidden_new_{round_}", ibis.union(
-            smallest.select("id"), totals.select(id=totals.tid)).distinct())
+        # that part, or when none can be, the total
+        exposed = exposed.filter(exposed.smallest.notnull() | ~exposed.total_hidden)
+        chosen = exposed.select(id=exposed.smallest.fill_null(exposed.tid))
+        new = put(f"scratch_hidden_new_{round_}", chosen.distinct())
         count = _count(new)
         say(f"answers: protection, round {round_}: {count:,} complements")
         if not count:
