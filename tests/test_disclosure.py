@@ -621,3 +621,17 @@ def test_input_is_untouched_and_the_index_kept() -> None:
     assert out.index.tolist() == [10, 20, 30]
     out.loc[20, "patients"] = 7  # B shown: A = 10 - 7
     assert [f.row for f in recoverable_cells(out, spec)] == [10]
+
+
+def test_the_audit_knows_an_unbounded_total_from_an_infeasible_one() -> None:
+    """A hidden total of 7 hidden drugs, each at most the total (patients on two drugs), the total
+    at least 12 and at most 12 above the drugs' sum: nothing is narrow — the total and the drugs
+    grow without bound. HiGHS's presolve calls maximising the total infeasible (found on a
+    practice's drugs table once the store decided its total); the audit must not fail on it."""
+    from workbench.disclosure import _narrow
+
+    drugs = [0, 1, 2, 3, 4, 5, 7]
+    rows = [(np.array([*drugs, 24]), np.array([-1.0] * 7 + [1.0]), 12.0, True),
+            *[(np.array([d, 24]), np.array([1.0, -1.0]), -0.0, True) for d in drugs],
+            (np.array([24]), np.array([-1.0]), -12.0, True)]
+    assert _narrow(rows, 5) == []

@@ -841,7 +841,12 @@ def _narrow(rows: list[Row], threshold: float) -> list[Leak]:
             for sign in (1.0, -1.0):
                 if highest[j] - lowest[j] >= width:
                     break
-                result = linprog(sign * np.eye(variables.size)[j], **constraints)
+                objective = sign * np.eye(variables.size)[j]
+                result = linprog(objective, **constraints)
+                if result.status == 2:  # the start was feasible: HiGHS's presolve calls some
+                    # unbounded programmes infeasible (a hidden total above parts that may
+                    # exceed it); without presolve it tells
+                    result = linprog(objective, **constraints, options={"presolve": False})
                 if result.status == 3:  # unbounded (only above: unknowns are not negative)
                     break
                 point = _solution(result)
