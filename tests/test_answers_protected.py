@@ -174,3 +174,14 @@ def test_every_relation_a_viewer_can_combine_is_found_once() -> None:
         expected.add(((u, "D", "M1", "total"), 1, (u, "D", "M1", "F")))
     expected.add((("K1", "D", "M1", "F"), 10, ("P1", "D", "M1", "F")))
     assert found == expected
+
+
+def test_hidden_parts_pinned_to_a_narrow_range_get_another() -> None:
+    """R = 16 = A (2) + B (4) + C (10): A and B are primary and add to 6 ≥ 5, but beside the
+    published 16 each is then known to be 1 to 5 (a range 4 wide): C is hidden too, and each
+    is 1 to 14."""
+    cells = _cells([("region", "R", "G", "2025", 16),
+                    *[("cluster", k, "G", "2025", n) for k, n in (("A", 2), ("B", 4), ("C", 10))]])
+    nesting = [("cluster", k, "region", "R") for k in "ABC"]
+    hidden = _hidden(cells, nesting, [("G", "group", "G")], YEAR)
+    assert {k[0]: v for k, v in hidden.items()} == {"A": True, "B": True, "C": False}

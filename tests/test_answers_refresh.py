@@ -263,3 +263,25 @@ def test_levels_added_up_from_the_levels_nested_in_them_equal_the_practices_sums
                   .fetchall()}
     assert "region" in levels and (table not in ("cells", "parts") or "nation" in levels)
     assert _rows(unnested, table) == _rows(at_once, table)
+
+
+def test_the_attack_command_reads_the_built_store(refreshed) -> None:
+    """``workbench data attack`` on the tiny register (3 practices, a few persons a month):
+    tables protected one at a time give thousands of counts away, one relation at a time and
+    by chains; the store's decision gives away far fewer by one relation (none exactly), but
+    chains of relations still pin many in data this sparse (docs/disclosure.md): exit 1."""
+    from workbench.answers.attack import attack_store
+
+    _, at_once, _ = refreshed
+    said = CliRunner().invoke(app, ["data", "attack", "--data", str(at_once.root)])
+    assert said.exit_code == 1, said.output
+    assert "given away by chains of relations (first 50)" in said.output
+    store = attack_store(at_once)
+    alone = attack_store(at_once, primaries_only=True)
+    assert alone.hidden < store.hidden
+    assert (alone.by_one["lo"] == alone.by_one["hi"]).sum() > 1000
+    assert (store.by_one["lo"] == store.by_one["hi"]).sum() == 0
+    assert len(store.by_one) * 10 < len(alone.by_one)
+    assert len(store.by_chains) < len(alone.by_chains)
+    truth = store.by_chains
+    assert ((truth["lo"] <= truth["patients"]) & (truth["patients"] <= truth["hi"])).all()

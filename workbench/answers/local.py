@@ -195,8 +195,8 @@ def build_store(dataset: Dataset, *, force: bool = False, progress: Progress | N
     try:
         con.raw_sql("SET preserve_insertion_order = false")
         con.raw_sql("SET enable_progress_bar = false")  # the build reports its own phases
-        con.raw_sql(f"ATTACH '{_quoted(dataset.database)}' AS {REGISTER_ALIAS} (READ_ONLY)")
-        con.raw_sql(f"ATTACH '{_quoted(scratch)}' AS {SCRATCH_ALIAS}")
+        con.raw_sql(f"ATTACH '{sql_path(dataset.database)}' AS {REGISTER_ALIAS} (READ_ONLY)")
+        con.raw_sql(f"ATTACH '{sql_path(scratch)}' AS {SCRATCH_ALIAS}")
         reg = Registers(**{name: con.table(name, database=REGISTER_ALIAS)
                            for name in ("persons", "listings", "practices", "clusters",
                                         "products", "redemptions")})
@@ -386,5 +386,6 @@ def changed_since(dataset: Dataset, path: Path, key: str) -> dt.date | None:
     return since if since > first_day + dt.timedelta(days=366) else None
 
 
-def _quoted(path: Path) -> str:
+def sql_path(path: Path) -> str:
+    """A path inside a single-quoted SQL string (ATTACH)."""
     return str(path).replace("'", "''")

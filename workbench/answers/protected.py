@@ -22,9 +22,12 @@ parts' sum —
 
 The rules (:func:`decide`), repeated until nothing changes: a figure of 1 to ``threshold - 1``
 patients is hidden (primary); in every relation with a hidden figure, when exactly one is hidden
-or the hidden parts together are under ``threshold`` beside a published total, the smallest
-published non-zero part is hidden too, and when no part can be, the total. Every round reads only
-the relations a figure hidden in the previous round is in. Zero is published: it describes nobody.
+or, beside a published total, the hidden parts would each be pinned to a range narrower than
+``threshold`` (k of them adding to H are each 1 to H - k + 1), the smallest published non-zero
+part is hidden too, and when no part can be, the total; a published total under
+``threshold + 1`` beside a hidden part is hidden itself (each part is 1 to the total). Every
+round reads only the relations a figure hidden in the previous round is in. Zero is published:
+it describes nobody. :mod:`.inference` checks the outcome against an attacker reading every view.
 
 Figures and relations are integers (:class:`Figures`): a figure's id packs its unit, selection,
 period and breakdown value, so a part's total is its id with one of them swapped, found by
@@ -226,12 +229,18 @@ def decide(figs: Figures, eqs: ir.Table, put: Put, threshold: int = 5,
             smallest=marked.id.argmin(marked.patients * order + marked.id, where=open_part))
         stats = stats.left_join(hid, stats.tid == hid.id).drop("id")
         stats = stats.mutate(total_hidden=stats.hid.fill_null(False)).drop("hid")
-        n_hidden = stats.n_hidden + stats.total_hidden.cast("int64")
-        exposed = stats.filter((n_hidden > 0) & ((n_hidden == 1) | (
-            ~stats.total_hidden & (stats.hidden_sum < threshold))))
-        # that part, or when none can be, the total
+        stats = stats.join(figures.select(tid="id", total="patients"), "tid")
+        # beside a published total T, k hidden parts adding to H are each 1 to H - k + 1, and
+        # at most T: either range must be at least ``threshold`` wide
+        beside = ~stats.total_hidden & (stats.n_hidden > 0)
+        stats = stats.mutate(small_total=beside & (stats.total - 1 < threshold),
+                             narrow=beside & (stats.hidden_sum - stats.n_hidden < threshold),
+                             alone=stats.n_hidden + stats.total_hidden.cast("int64") == 1)
+        exposed = stats.filter(stats.alone | stats.small_total | stats.narrow)
+        # the smallest published part; the total when none can be, or when it is small
         exposed = exposed.filter(exposed.smallest.notnull() | ~exposed.total_hidden)
-        chosen = exposed.select(id=exposed.smallest.fill_null(exposed.tid))
+        chosen = exposed.select(id=ibis.ifelse(exposed.small_total, exposed.tid,
+                                               exposed.smallest.fill_null(exposed.tid)))
         new = put(f"scratch_hidden_new_{round_}", chosen.distinct())
         count = _count(new)
         say(f"answers: protection, round {round_}: {count:,} complements")

@@ -195,6 +195,34 @@ def data_build(
     typer.echo(str(report))
 
 
+@data_app.command("attack")
+def data_attack(
+    data: DataOption = None,
+    primaries_only: Annotated[bool, typer.Option(
+        help="Attack tables protected one at a time (only counts of 1-4 hidden) instead.")
+    ] = False,
+) -> None:
+    """Read every view of the built store as an attacker would and list each count of 1-4 it
+    gives away (exactly, or to a range narrower than the threshold), by one relation and by
+    chains of relations; exit 1 when any."""
+    from workbench.answers.attack import attack_store
+
+    dataset = Dataset.at(data)
+    try:
+        report = attack_store(dataset, primaries_only=primaries_only,
+                              say=lambda line: typer.echo(line))
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    typer.echo(str(report))
+    for title, found in (("by one relation", report.by_one),
+                         ("by chains of relations", report.by_chains)):
+        if len(found):
+            typer.echo(f"given away {title} (first 50):")
+            typer.echo(found.head(50).to_string(index=False))
+    if len(report.by_chains):
+        raise typer.Exit(1)
+
+
 @definitions_app.command("check")
 def definitions_check() -> None:
     """Validate parameters/ and list the groups with the ATC codes they take."""
