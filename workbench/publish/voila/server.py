@@ -85,19 +85,8 @@ class PageHandler(TornadoVoilaHandler):
         return Attributing(manager, lambda kernel: self.capacity.bind(token, kernel))
 
     def busy(self, path: str) -> None:
-        asked = {k: v[-1].decode("utf-8", "replace")
-                 for k, v in self.request.query_arguments.items()}
-        asked = {k: v for k, v in asked.items() if k in ("topic", "unit", "period", "group")}
-        audit.record("refused", profile=self.profile.spec(), page=path.removesuffix(".ipynb"),
-                     unit=asked.get("unit", ""), parameters=asked, reason="server busy")
-        self.set_status(503)
         self.set_header("Retry-After", "30")
-        for name, value in SECURITY_HEADERS.items():
-            self.set_header(name, value)
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        text = glossary().label("ui", "busy_page", "da")
-        self.finish(f"<!doctype html><meta charset='utf-8'><title>503</title>"
-                    f"<p>{html.escape(text)}</p>")
+        refuse(self, self.profile, path.removesuffix(".ipynb"), 503, "server busy", "busy_page")
 
 
 SECURITY_HEADERS = {
@@ -140,16 +129,25 @@ class RefusedHandler(PlainHandler):
         self.profile = profile
 
     def get(self, page: str) -> None:
-        asked = {k: v[-1].decode("utf-8", "replace")
-                 for k, v in self.request.query_arguments.items()}
-        asked = {k: v for k, v in asked.items() if k in ("topic", "unit", "period", "group")}
-        audit.record("refused", profile=self.profile.spec(), page=page,
-                     unit=asked.get("unit", ""), parameters=asked, reason="page not served")
-        self.set_status(403)
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        text = glossary().label("ui", "refused_page", "da")
-        self.finish(f"<!doctype html><meta charset='utf-8'><title>403</title>"
-                    f"<p>{html.escape(text)}</p>")
+        refuse(self, self.profile, page, 403, "page not served", "refused_page")
+
+
+def refuse(handler: tornado.web.RequestHandler, profile: Profile, page: str, status: int,
+           reason: str, label: str) -> None:
+    """Answer a view not served with the glossary's line ``ui.<label>`` (never the page) and
+    an audit line naming what was asked (the page's own parameters only)."""
+    asked = {k: v[-1].decode("utf-8", "replace")
+             for k, v in handler.request.query_arguments.items()}
+    asked = {k: v for k, v in asked.items() if k in ("topic", "unit", "period", "group")}
+    audit.record("refused", profile=profile.spec(), page=page, unit=asked.get("unit", ""),
+                 parameters=asked, reason=reason)
+    handler.set_status(status)
+    for name, value in SECURITY_HEADERS.items():
+        handler.set_header(name, value)
+    handler.set_header("Content-Type", "text/html; charset=utf-8")
+    text = glossary().label("ui", label, "da")
+    handler.finish(f"<!doctype html><meta charset='utf-8'><title>{status}</title>"
+                   f"<p>{html.escape(text)}</p>")
 
 
 class WorkbenchVoila(Voila):
