@@ -72,7 +72,15 @@ def test_every_page_builds_with_its_sections_and_key_figures(built, kind, theme)
     assert len(page.key_figures) == 1 + groups
     measured = page.key_figures[1:]
     assert all(f.value is not None for f in measured)
-    assert all(f.change is not None and f.previous for f in measured)
+    # the change since the previous period, unless the store hides that period's figure
+    key = page.key_table
+    for f in measured:
+        focus = "nation" if kind == "overview" else "unit"  # the page's own unit
+        before = key[(key["group"] == f.key) & (key["period"] == f.previous)
+                     & (key["role"] == focus)]
+        assert f.previous and len(before) == 1
+        assert (f.change is None) == bool(pd.isna(before[f.measure].iloc[0])), f.key
+    assert any(f.change is not None for f in measured)
     if kind != "overview":
         assert all(len(f.comparisons) == (2 if kind.startswith("practice") else 1)
                    for f in measured)
