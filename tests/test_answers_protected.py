@@ -185,3 +185,19 @@ def test_hidden_parts_pinned_to_a_narrow_range_get_another() -> None:
     nesting = [("cluster", k, "region", "R") for k in "ABC"]
     hidden = _hidden(cells, nesting, [("G", "group", "G")], YEAR)
     assert {k[0]: v for k, v in hidden.items()} == {"A": True, "B": True, "C": False}
+
+
+def test_relations_decided_in_shares_decide_the_same(monkeypatch) -> None:
+    """A region's relations are aggregated a share at a time (the build's memory): two relation
+    rows a share decide what one pass does (the case of the region and its clusters above)."""
+    from workbench.answers import protected
+
+    cells = _cells([
+        ("practice", "P1", "G", "2025", 3), ("practice", "P2", "G", "2025", 10),
+        ("practice", "P3", "G", "2025", 4), ("cluster", "K1", "G", "2025", 13),
+        ("cluster", "K2", "G", "2025", 4), ("region", "R", "G", "2025", 17),
+        ("nation", "DK", "G", "2025", 17)])
+    whole = _hidden(cells, UNITS, [("G", "group", "G")], YEAR)
+    monkeypatch.setattr(protected, "SHARE_ROWS", 2)
+    assert _hidden(cells, UNITS, [("G", "group", "G")], YEAR) == whole
+    assert len(whole) == 5

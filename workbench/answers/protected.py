@@ -48,6 +48,7 @@ PERSON_DIMS = ("sex", "age_group", "consumption_group", "started")
 KEYS = ("level", "unit_id", "sel", "period", "dim", "value")
 TOTAL = "total"  # the dim of a figure for the whole unit, selection and period (value "")
 MAX_ROUNDS = 100
+SHARE_ROWS = 40_000_000  # relation rows aggregated at once (a region's 338 M: 9 shares)
 
 Put = Callable[[str, ir.Table], ir.Table]
 
@@ -209,6 +210,7 @@ def decide(figs: Figures, eqs: ir.Table, put: Put, threshold: int = 5,
         raise ValueError(f"{most:,} patients in one figure beside {figs.id_bits}-bit ids: "
                          "too many to order parts by patients and id in one integer")
     order = 1 << figs.id_bits
+    shares = max(1, -(-_count(eqs) // SHARE_ROWS))
     hidden = put("scratch_hidden_0", figures.filter(
         figures.patients.between(1, threshold - 1)).select("id", primary=ibis.literal(True)))
     fresh = hidden.select("id")
@@ -217,31 +219,14 @@ def decide(figs: Figures, eqs: ir.Table, put: Put, threshold: int = 5,
         touched = ibis.union(eqs.join(fresh, "id").select("eq"),
                              eqs.join(fresh, eqs.tid == fresh.id).select("eq")).distinct()
         members = eqs if round_ == 1 else eqs.join(touched, "eq")  # round 1 touches most
-        hid = hidden.select("id", hid=ibis.literal(True))
-        marked = members.left_join(hid, "id").drop("id_right")
-        marked = marked.mutate(hid=marked.hid.fill_null(False))
-        open_part = ~marked.hid & (marked.patients > 0)
-        # one pass: what is hidden in each relation, and its smallest published non-zero part
-        # (by id on a tie)
-        stats = marked.group_by(["eq", "tid"]).aggregate(
-            n_hidden=marked.hid.cast("int64").sum(),
-            hidden_sum=ibis.ifelse(marked.hid, marked.patients, 0).sum(),
-            smallest=marked.id.argmin(marked.patients * order + marked.id, where=open_part))
-        stats = stats.left_join(hid, stats.tid == hid.id).drop("id")
-        stats = stats.mutate(total_hidden=stats.hid.fill_null(False)).drop("hid")
-        stats = stats.join(figures.select(tid="id", total="patients"), "tid")
-        # beside a published total T, k hidden parts adding to H are each 1 to H - k + 1, and
-        # at most T: either range must be at least ``threshold`` wide
-        beside = ~stats.total_hidden & (stats.n_hidden > 0)
-        stats = stats.mutate(small_total=beside & (stats.total - 1 < threshold),
-                             narrow=beside & (stats.hidden_sum - stats.n_hidden < threshold),
-                             alone=stats.n_hidden + stats.total_hidden.cast("int64") == 1)
-        exposed = stats.filter(stats.alone | stats.small_total | stats.narrow)
-        # the smallest published part; the total when none can be, or when it is small
-        exposed = exposed.filter(exposed.smallest.notnull() | ~exposed.total_hidden)
-        chosen = exposed.select(id=ibis.ifelse(exposed.small_total, exposed.tid,
-                                               exposed.smallest.fill_null(exposed.tid)))
-        new = put(f"scratch_hidden_new_{round_}", chosen.distinct())
+        # relations in shares (by name): one aggregation over every relation of a region
+        # ran out of the build's memory
+        chosen = []
+        for share in range(shares):
+            mine = members if shares == 1 else members.filter(members.eq % shares == share)
+            chosen.append(put(f"scratch_hidden_new_{round_}_{share}",
+                              _complements(mine, hidden, figures, order, threshold)))
+        new = put(f"scratch_hidden_new_{round_}", ibis.union(*chosen).distinct())
         count = _count(new)
         say(f"answers: protection, round {round_}: {count:,} complements")
         if not count:
@@ -250,6 +235,36 @@ def decide(figs: Figures, eqs: ir.Table, put: Put, threshold: int = 5,
             hidden, new.select("id", primary=ibis.literal(False))))
         fresh = new
     raise RuntimeError(f"suppression did not settle in {MAX_ROUNDS} rounds")
+
+
+def _complements(members: ir.Table, hidden: ir.Table, figures: ir.Table, order: int,
+                 threshold: int) -> ir.Table:
+    """``(id)``: what to hide next in the relations ``members`` are the parts of."""
+    hid = hidden.select("id", hid=ibis.literal(True))
+    marked = members.left_join(hid, "id").drop("id_right")
+    marked = marked.mutate(hid=marked.hid.fill_null(False))
+    open_part = ~marked.hid & (marked.patients > 0)
+    # one pass: what is hidden in each relation, and its smallest published non-zero part
+    # (by id on a tie)
+    stats = marked.group_by(["eq", "tid"]).aggregate(
+        n_hidden=marked.hid.cast("int64").sum(),
+        hidden_sum=ibis.ifelse(marked.hid, marked.patients, 0).sum(),
+        smallest=marked.id.argmin(marked.patients * order + marked.id, where=open_part))
+    stats = stats.left_join(hid, stats.tid == hid.id).drop("id")
+    stats = stats.mutate(total_hidden=stats.hid.fill_null(False)).drop("hid")
+    stats = stats.join(figures.select(tid="id", total="patients"), "tid")
+    # beside a published total T, k hidden parts adding to H are each 1 to H - k + 1, and
+    # at most T: either range must be at least ``threshold`` wide
+    beside = ~stats.total_hidden & (stats.n_hidden > 0)
+    stats = stats.mutate(small_total=beside & (stats.total - 1 < threshold),
+                         narrow=beside & (stats.hidden_sum - stats.n_hidden < threshold),
+                         alone=stats.n_hidden + stats.total_hidden.cast("int64") == 1)
+    exposed = stats.filter(stats.alone | stats.small_total | stats.narrow)
+    # the smallest published part; the total when none can be, or when it is small
+    exposed = exposed.filter(exposed.smallest.notnull() | ~exposed.total_hidden)
+    chosen = exposed.select(id=ibis.ifelse(exposed.small_total, exposed.tid,
+                                           exposed.smallest.fill_null(exposed.tid)))
+    return chosen.select("id")
 
 
 def nesting(practices: ir.Table) -> ir.Table:
