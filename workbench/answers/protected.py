@@ -210,7 +210,6 @@ def decide(figs: Figures, eqs: ir.Table, put: Put, threshold: int = 5,
         raise ValueError(f"{most:,} patients in one figure beside {figs.id_bits}-bit ids: "
                          "too many to order parts by patients and id in one integer")
     order = 1 << figs.id_bits
-    shares = max(1, -(-_count(eqs) // SHARE_ROWS))
     hidden = put("scratch_hidden_0", figures.filter(
         figures.patients.between(1, threshold - 1)).select("id", primary=ibis.literal(True)))
     fresh = hidden.select("id")
@@ -218,9 +217,12 @@ def decide(figs: Figures, eqs: ir.Table, put: Put, threshold: int = 5,
         # the relations a figure hidden last round is a part or the total of
         touched = ibis.union(eqs.join(fresh, "id").select("eq"),
                              eqs.join(fresh, eqs.tid == fresh.id).select("eq")).distinct()
-        members = eqs if round_ == 1 else eqs.join(touched, "eq")  # round 1 touches most
+        # round 1 touches most relations; later rounds' are gathered once
+        members = eqs if round_ == 1 else put(f"scratch_touched_{round_}",
+                                              eqs.join(touched, "eq"))
         # relations in shares (by name): one aggregation over every relation of a region
         # ran out of the build's memory
+        shares = max(1, -(-_count(members) // SHARE_ROWS))
         chosen = []
         for share in range(shares):
             mine = members if shares == 1 else members.filter(members.eq % shares == share)
