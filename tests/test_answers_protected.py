@@ -51,17 +51,17 @@ UNITS = [("practice", "P1", "cluster", "K1"), ("practice", "P2", "cluster", "K1"
          ("practice", "P3", "cluster", "K2"), ("cluster", "K1", "region", "R"),
          ("cluster", "K2", "region", "R"), ("region", "R", "nation", "DK")]
 YEAR = [("2025", "year", 0, 12)]
+REGION = [("practice", "P1", "G", "2025", 3), ("practice", "P2", "G", "2025", 10),
+          ("practice", "P3", "G", "2025", 4), ("cluster", "K1", "G", "2025", 13),
+          ("cluster", "K2", "G", "2025", 4), ("region", "R", "G", "2025", 17),
+          ("nation", "DK", "G", "2025", 17)]
 
 
 def test_a_hidden_cluster_is_not_given_back_by_its_region() -> None:
     """P1 = 3 and P3 = K2 = 4 are hidden (primary). K1 = P1 + P2 with P1 alone hidden gives
     P2 (10) as complement; R = K1 + K2 with K2 alone hidden gives K1 (13): the region's 17
     published beside its clusters no longer gives K2 back (the issue's first leak)."""
-    cells = _cells([
-        ("practice", "P1", "G", "2025", 3), ("practice", "P2", "G", "2025", 10),
-        ("practice", "P3", "G", "2025", 4), ("cluster", "K1", "G", "2025", 13),
-        ("cluster", "K2", "G", "2025", 4), ("region", "R", "G", "2025", 17),
-        ("nation", "DK", "G", "2025", 17)])
+    cells = _cells(REGION)
     hidden = _hidden(cells, UNITS, [("G", "group", "G")], YEAR)
     assert hidden == {("P1", "G", "2025", "total", ""): True,
                       ("P3", "G", "2025", "total", ""): True,
@@ -192,11 +192,7 @@ def test_relations_decided_in_shares_decide_the_same(monkeypatch) -> None:
     rows a share decide what one pass does (the case of the region and its clusters above)."""
     from workbench.answers import protected
 
-    cells = _cells([
-        ("practice", "P1", "G", "2025", 3), ("practice", "P2", "G", "2025", 10),
-        ("practice", "P3", "G", "2025", 4), ("cluster", "K1", "G", "2025", 13),
-        ("cluster", "K2", "G", "2025", 4), ("region", "R", "G", "2025", 17),
-        ("nation", "DK", "G", "2025", 17)])
+    cells = _cells(REGION)
     whole = _hidden(cells, UNITS, [("G", "group", "G")], YEAR)
     monkeypatch.setattr(protected, "SHARE_ROWS", 2)
     assert _hidden(cells, UNITS, [("G", "group", "G")], YEAR) == whole
