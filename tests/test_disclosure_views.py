@@ -9,7 +9,10 @@ fail.
 * **a cluster given back by its region**: the public cluster page lists the region's clusters,
   and the region's own figure is published beside them (the overview's units); no region may
   publish its patients with exactly one of its clusters hidden, nor with hidden clusters adding
-  up to fewer than the threshold.
+  up to fewer than the threshold;
+* **a unit hidden by the store, shown in a funnel**: a cluster intervention page's funnel
+  publishes each practice's (each cluster's, under the public profile) patients and ratio for
+  the group; where the store hides that figure in every view, the funnel must hide it too.
 """
 
 from __future__ import annotations
@@ -146,3 +149,45 @@ def test_no_region_gives_back_a_hidden_cluster(session, catalog) -> None:
 def test_tables_protected_one_at_a_time_give_a_cluster_back(session, catalog,
                                                             one_table_at_a_time) -> None:
     assert _regions_giving_back_a_cluster(session, catalog)
+
+
+@pytest.fixture(scope="module")
+def analyst(session):
+    """The analyst's catalogue: a cluster's intervention page shows its practices' funnel."""
+    return pages.Catalog(session, Profile("analyst"))
+
+
+def _funnel_points_the_store_hides(session, catalog) -> list[tuple]:
+    """(cluster, group, unit) where a cluster intervention page's funnel publishes the
+    patients of a unit (a practice; a cluster under the public profile) whose figure for the
+    group and period the answer store hides in every view: the funnel would give back what
+    the store hid as a complement."""
+    found = []
+    store = catalog.store
+    period = _periods(catalog)[0]
+    for group in catalog.definitions.themes["psychotropics"].groups:
+        hidden = set(store.sql("SELECT unit_id FROM hidden WHERE sel = ? AND period = ? AND "
+                               "dim = 'total'", [group, period])["unit_id"])
+        for cluster in catalog.clusters:
+            page = pages.build_page("cluster_intervention", session, catalog,
+                                    theme="psychotropics", unit=cluster, group=group,
+                                    period=period)
+            table = page.section("practices").table
+            if table is None:
+                continue
+            shown = table.loc[table["patients"].notna() & (table["unit_id"] != "cluster"),
+                              "unit_id"]
+            found += [(cluster, group, u) for u in shown if u in hidden]
+    return found
+
+
+@pytest.mark.parametrize("profile", ["public", "analyst"])
+def test_a_funnel_shows_no_unit_whose_figure_the_store_hides(session, catalog, analyst,
+                                                             profile) -> None:
+    assert _funnel_points_the_store_hides(
+        session, catalog if profile == "public" else analyst) == []
+
+
+def test_a_funnel_protected_on_its_own_shows_what_the_store_hides(session, analyst,
+                                                                  one_table_at_a_time) -> None:
+    assert _funnel_points_the_store_hides(session, analyst)

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import ibis
 
-from workbench.answers.inference import INF, bounds, disclosed, relations
+from workbench.answers.inference import INF, bounds, disclosed, network, relations
 from workbench.answers.protected import aggregates, decide, equations
 
 
 def _cells(rows):
     return ibis.memtable(
-        [{"level": lv, "unit_id": u, "sel": "G", "period": "2025", "sex": None,
+        [{"level": lv, "unit_id": u, "sel": "G", "period": "2025", "sex": sex,
           "age_group": None, "consumption_group": None, "started": None, "patients": n}
-         for lv, u, n in rows],
+         for lv, u, n, *more in rows for sex in [more[0] if more else None]],
         schema={"level": "string", "unit_id": "string", "sel": "string", "period": "string",
                 "sex": "string", "age_group": "string", "consumption_group": "string",
                 "started": "string", "patients": "int64"})
@@ -30,9 +30,10 @@ YEAR = ibis.memtable([("2025", "year", 0, 12)],
                              "end": "int64"})
 
 
-def _attack(rows, nesting, hide=None):
-    """Bounds by unit of every hidden figure, and the units disclosed; ``hide`` names the
-    hidden units (else the store's decision)."""
+def _attack(rows, nesting, hide=None, *, oracle=False):
+    """Bounds by unit (and sex, when a row has one) of every hidden figure, and the figures
+    disclosed; ``hide`` names the hidden units (else the store's decision); ``oracle``: the
+    attacker who knows each relation's own truth."""
     con = ibis.duckdb.connect()
 
     def put(name, expr):
@@ -48,8 +49,9 @@ def _attack(rows, nesting, hide=None):
         t = figs.table.join(figs.units, "uid")
         hidden = t.filter(t.unit_id.isin(hide)).select("id")
     hidden = put("hidden", hidden)
-    found = bounds(relations(figs, eqs, put), hidden, put)[-1]
-    name = figs.table.join(figs.units, "uid").select("id", "unit_id")
+    found = bounds(network(relations(figs, eqs, put, oracle=oracle), put), hidden, put).last
+    t = figs.table.join(figs.units, "uid").join(figs.values, "dv")
+    name = t.select("id", unit_id=t.unit_id + ibis.ifelse(t.value == "", "", ":" + t.value))
     got = {r.unit_id: (r.lo, r.hi) for r in con.execute(found.join(name, "id")).itertuples()}
     bad = {r.unit_id for r in con.execute(disclosed(figs, found, 5).join(name, "id"))
            .itertuples()}
@@ -89,3 +91,59 @@ def test_bounds_travel_across_relations() -> None:
     got, bad = _attack(rows, nesting, hide=["P1", "P2", "Q"])
     assert got == {"P1": (3, 3), "P2": (9, 9), "Q": (1, INF)} and bad == {"P1"}
 
+
+
+# K (7 patients) at practices P1 (no woman, 1 man) and P2 (1 woman, 5 men); the cluster's
+# women (1) and men (6)
+TWO_BY_TWO = [("cluster", "K", 1, "F"), ("cluster", "K", 6, "M"), ("practice", "P1", 0, "F"),
+              ("practice", "P1", 1, "M"), ("practice", "P2", 1, "F"), ("practice", "P2", 5, "M")]
+IN_K = [("practice", "P1", "cluster", "K"), ("practice", "P2", "cluster", "K")]
+
+
+def test_a_chain_of_relations_narrows_what_each_relation_alone_leaves_wide() -> None:
+    """The rules hide every figure but K (7) and P1's women (0): in each relation alone a
+    hidden part is 1..6 (K = P1 + P2). Chained: P2 = P2:F + P2:M is at least 2 (two hidden
+    parts, each at least 1), so P1 = K - P2 is 1..5, and so is P1:M (= P1, its women being 0),
+    K:F (= P2:F), P2:F and P2:M (K:M = P1:M + P2:M = K - K:F): counts of 1 narrowed to a
+    range of width 4."""
+    got, bad = _attack(TWO_BY_TWO, IN_K)
+    assert got == {"P1": (1, 5), "P1:M": (1, 5), "P2": (2, 6), "P2:F": (1, 5), "P2:M": (1, 5),
+                   "K:F": (1, 5), "K:M": (2, 6)}
+    assert bad == {"P1", "P1:M", "P2:F", "K:F"}
+
+
+def test_the_oracle_knows_what_no_view_tells() -> None:
+    """Months of a quarter: a person in two months counts in both, so a viewer knows only that
+    the months add up to at least the quarter (Q1 = 9 = M1 (4) + M2 (5) + M3 (0) here, but
+    Q2 = 5 < M4 (3) + M5 (4), one person in both). With M1 alone hidden, the viewer has M1 at
+    least 9 - 5 - 0 = 4 and at most its quarter, 9: 4..9, not narrow; the oracle, who knows that
+    Q1's persons are in one month each, has M1 = 9 - 5 - 0 = 4 exactly."""
+    con = ibis.duckdb.connect()
+
+    def put(name, expr):
+        return con.create_table(name, expr, overwrite=True)
+
+    rows = [("2025Q1", 9), ("2025-01", 4), ("2025-02", 5), ("2025-03", 0),
+            ("2025Q2", 5), ("2025-04", 3), ("2025-05", 4), ("2025-06", 0)]
+    cells = ibis.memtable(
+        [{"level": "practice", "unit_id": "P", "sel": "G", "period": p, "sex": None,
+          "age_group": None, "consumption_group": None, "started": None, "patients": n}
+         for p, n in rows], schema=_cells([]).schema())
+    quarters = [("2025Q1", "quarter", 0, 3), ("2025Q2", "quarter", 3, 6)]
+    months = [(f"2025-{m + 1:02d}", "month", m, m + 1) for m in range(6)]
+    periods = ibis.memtable(quarters + months, schema=YEAR.schema())
+    figs = aggregates(cells, NO_PARTS, put)
+    eqs = put("eqs", equations(figs, ibis.memtable([], schema={
+        "child_level": "string", "child_id": "string", "level": "string",
+        "unit_id": "string"}), SELECTIONS, periods))
+    t = figs.table.join(figs.periods, "pid")
+    hidden = put("hidden", t.filter(t.period == "2025-01").select("id"))
+    name = t.select("id", "period")
+
+    def bounds_of(oracle):
+        found = bounds(network(relations(figs, eqs, put, oracle=oracle), put), hidden, put).last
+        return {r.period: (r.lo, r.hi) for r in con.execute(found.join(name, "id"))
+                .itertuples()}
+
+    assert bounds_of(False) == {"2025-01": (4, 9)}
+    assert bounds_of(True) == {"2025-01": (4, 4)}

@@ -3,7 +3,8 @@ reading every view can learn of each hidden figure, and which small counts that 
 
 Run by the attack suite (``tests/test_inference.py``) and ``workbench data attack``; with
 ``primaries_only`` it plays tables protected one at a time (every figure some view publishes
-unless it is 1-4 itself), so a reader can see the attack find what that method gave away.
+unless it is 1-4 itself), so a reader can see the attack find what that method gave away; with
+``oracle`` the attacker knows, for each relation, whether its persons overlap (no view tells).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class AttackReport:
                 f"{told(self.by_chains)}; {self.seconds:.0f} s")
 
 
-def attack_store(dataset: Dataset, *, primaries_only: bool = False,
+def attack_store(dataset: Dataset, *, primaries_only: bool = False, oracle: bool = False,
                  threshold: int = DEFAULT_POLICY.threshold, memory_limit: str = "4GB",
                  say: Callable[[str], None] = lambda _: None) -> AttackReport:
     """Attack the dataset's built store (read only; the work is done in a temporary file)."""
@@ -86,8 +87,8 @@ def attack_store(dataset: Dataset, *, primaries_only: bool = False,
             else:
                 hidden = I.hidden_ids(figs, stored("hidden"))
             hidden = put("hidden_ids", hidden)
-            rel = I.relations(figs, eqs, put)
-            rounds = I.bounds(rel, hidden, put, say)
+            rel = I.relations(figs, eqs, put, oracle=oracle)
+            found = I.bounds(I.network(rel, put), hidden, put, say)
 
             def named(found: ir.Table) -> pd.DataFrame:
                 t = (I.disclosed(figs, found, threshold).join(f, "id")
@@ -95,9 +96,9 @@ def attack_store(dataset: Dataset, *, primaries_only: bool = False,
                      .join(figs.periods, "pid").join(figs.values, "dv"))
                 return con.execute(t.select(*LABELS, "patients", "lo", "hi").order_by(LABELS))
 
-            return AttackReport(_count(f), _count(hidden), _count(rel), len(rounds),
-                                time.perf_counter() - started, named(rounds[0]),
-                                named(rounds[-1]))
+            return AttackReport(_count(f), _count(hidden), _count(rel), found.rounds,
+                                time.perf_counter() - started, named(found.first),
+                                named(found.last))
         finally:
             con.disconnect()
 

@@ -370,12 +370,14 @@ class AnswerStore:
         return self._unit_lists
 
     def _where(self, level: str, sels: Sequence[str], periods: Sequence[str],
-               units: Sequence[str] | None) -> tuple[str, list[Any]]:
-        clause = (f"level = ? AND sel IN ({', '.join('?' * len(sels))}) "
-                  f"AND period IN ({', '.join('?' * len(periods))})")
+               units: Sequence[str] | None, table: str = "") -> tuple[str, list[Any]]:
+        t = table
+        clause = (f"{t}level = ? AND {t}sel IN ({', '.join('?' * len(sels))}) "
+                  f"AND {t}period IN ({', '.join('?' * len(periods))})")
         params: list[Any] = [level, *sels, *periods]
         if units is not None:
-            clause += f" AND unit_id IN ({', '.join('?' * len(units))})" if units else " AND false"
+            clause += (f" AND {t}unit_id IN ({', '.join('?' * len(units))})" if units
+                       else " AND false")
             params += list(units)
         return clause, params
 
@@ -431,9 +433,14 @@ class AnswerStore:
 
     def _standardised(self, level: str, sels: Sequence[str], period: str,
                       units: Sequence[str] | None) -> pd.DataFrame:
-        where, params = self._where(level, sels, [period], units)
-        return self.sql(f"SELECT * FROM standardised WHERE {where} ORDER BY sel, unit_id",
-                        params)
+        # ``hidden``: the unit's figure for the selection and period is one no view may
+        # publish (:mod:`.protected`); its ratio rests on the same patients
+        where, params = self._where(level, sels, [period], units, table="s.")
+        return self.sql(
+            f"SELECT s.*, h.level IS NOT NULL AS hidden FROM standardised s LEFT JOIN hidden h "
+            f"ON h.level = CAST(s.level AS VARCHAR) AND h.unit_id = s.unit_id AND h.sel = s.sel "
+            f"AND h.period = s.period AND h.dim = 'total' AND h.value = '' WHERE {where} "
+            f"ORDER BY s.sel, s.unit_id", params)
 
     def _fits(self, level: str, sels: Sequence[str], period: str, basis: str
               ) -> dict[str, Fit]:
@@ -450,8 +457,9 @@ class AnswerStore:
         columns = ["level", "unit_id", "period", "group", "patients", "listed", "observed",
                    "expected", "variance", "value", "target", "z", "lower_95", "upper_95",
                    "lower_998", "upper_998", "flag_95", "flag_998", "phi", "tau2",
-                   "adjustment", "ratio_lower", "ratio_upper"]
+                   "adjustment", "ratio_lower", "ratio_upper", "hidden"]
         judged["patients"] = judged["patients"].astype("int64")
+        judged["hidden"] = judged["hidden"].astype(bool)
         return judged[columns].rename(columns={"expected": "exposure"}).reset_index(drop=True)
 
     def deciles(self, group: str, periods: Sequence[str], measure: str, *,

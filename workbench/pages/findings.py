@@ -194,6 +194,12 @@ def areas_section(ctx: Context, groups: list[str]) -> Section:
                 "flag_998": _flag_codes(raw["flag_998"], defined),
                 "excess": raw["excess"].astype(float),
             })
+        # a group's row rests on the unit's figure of the group: hidden where the answer store
+        # hides that figure in every view
+        own = judged.groups[judged.groups["unit_id"] == c.unit]
+        decided = dict(zip(own["group"], own["hidden"].astype(bool), strict=True))
+        df["hidden"] = [k == "group" and decided.get(i, False)
+                        for k, i in zip(df["kind"], df["item"], strict=True)]
         labels: tuple[str, ...] = ("level", "unit_id", "period", "direction")
         if c.level == "cluster" and practices_visible(ctx):
             df["flagged_practices"] = _flagged_practices(ctx, c.unit, df, judged, practices)
@@ -203,7 +209,8 @@ def areas_section(ctx: Context, groups: list[str]) -> Section:
         # give its national count away through the expected value and the ratio's interval
         against = (*counts, "reference_patients")
         spec = TableSpec(
-            keys=("kind", "item"), counts=against, labels=labels,
+            keys=("kind", "item"), counts=against, labels=labels, decided="hidden",
+            decides=("patients",),
             derived=(*(Derived(d, on=counts) for d in ("crude_per_1000", "excess")),
                      *(Derived(d, on=against) for d in ("expected_per_1000", "expected",
                                                         "ratio", "ratio_lower", "ratio_upper",
@@ -375,17 +382,21 @@ def _funnel_spec(df: pd.DataFrame, keys: tuple[str, ...], measure: str,
     derived = [Derived(c, on=counts) for c in FUNNEL_DERIVED]
     if measure == "ddd":  # DDD add up over the practices of a cluster exactly
         derived.append(Derived("observed", on=("patients",), additive=bool(margins)))
-    declared = {*keys, *counts, *(d.column for d in derived)}
+    # a unit whose figure the answer store hides in every view (:mod:`workbench.answers.
+    # protected`) has its ratio hidden too: it rests on the same patients
+    decided = "hidden" if "hidden" in df.columns else None
+    declared = {*keys, *counts, *(d.column for d in derived), decided}
     labels = tuple(c for c in df.columns if c not in declared)
     return TableSpec(keys=keys, counts=counts, derived=tuple(derived), margins=margins,
-                     labels=labels)
+                     labels=labels, decided=decided,
+                     decides=("patients",) if decided else ())
 
 
 def _funnel_columns(df: pd.DataFrame, measure: str) -> pd.DataFrame:
     """What a published funnel holds: no variance or fit constants (those are in the sentence),
     the observed DDD only where they differ from the patients."""
     keep = ["level", "unit_id", "period", "group", "patients", "listed",
-            *(["observed"] if measure == "ddd" else []), *FUNNEL_DERIVED]
+            *(["observed"] if measure == "ddd" else []), *FUNNEL_DERIVED, "hidden"]
     return df[[c for c in keep if c in df.columns]]
 
 
@@ -420,7 +431,7 @@ def cluster_points(ctx: Context, national: pd.DataFrame, own: pd.DataFrame, clus
         "patients": own["patients"].astype("int64"), "listed": own["listed"].astype(float),
         "observed": own["observed"].astype(float), "expected": own["expected"].astype(float),
         "ratio": own["oe"].astype(float), "ratio_lower": own["oe_lower"].astype(float),
-        "ratio_upper": own["oe_upper"].astype(float),
+        "ratio_upper": own["oe_upper"].astype(float), "hidden": own["hidden"].astype(bool),
     })
     df = pd.concat([rows, total[[c for c in total.columns if c in rows.columns]]],
                    ignore_index=True).drop(columns="level")

@@ -201,6 +201,10 @@ def data_attack(
     primaries_only: Annotated[bool, typer.Option(
         help="Attack tables protected one at a time (only counts of 1-4 hidden) instead.")
     ] = False,
+    oracle: Annotated[bool, typer.Option(
+        help="An attacker who knows, for each relation, whether its persons overlap (no view "
+             "tells that): how far beyond a viewer's reach the remaining risk lies.")
+    ] = False,
 ) -> None:
     """Read every view of the built store as an attacker would and list each count of 1-4 it
     gives away (exactly, or to a range narrower than the threshold), by one relation and by
@@ -209,7 +213,7 @@ def data_attack(
 
     dataset = Dataset.at(data)
     try:
-        report = attack_store(dataset, primaries_only=primaries_only,
+        report = attack_store(dataset, primaries_only=primaries_only, oracle=oracle,
                               say=lambda line: typer.echo(line))
     except FileNotFoundError as exc:
         fail(str(exc))
